@@ -1,0 +1,1 @@
+"""Implementations of the application ports: job stores, clocks, random sources."""

@@ -1,0 +1,180 @@
+"""Ports: what the use cases need from a job store, a clock and random sources.
+
+Every store implements JobRepository with the same behaviour; the contract
+suite in tests/contract checks each one. Due times and lease expiry are
+judged by the store's own clock (the database's clock for PostgreSQL), so
+that a worker with a wrong clock can neither claim early nor steal a lease.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from conveyor.domain.job import (
+    ErrorInfo,
+    Job,
+    JobId,
+    JobRequest,
+    JsonValue,
+    LeaseToken,
+    WorkerId,
+)
+from conveyor.domain.states import JobState
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """Return the current time, timezone-aware, in UTC."""
+        ...
+
+
+class RandomSource(Protocol):
+    def random(self) -> float:
+        """Return a float in [0, 1) for backoff jitter."""
+        ...
+
+
+class TokenSource(Protocol):
+    def new_lease_token(self) -> LeaseToken: ...
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job request with every default filled in, ready to be stored."""
+
+    request: JobRequest
+    max_attempts: int
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    job: Job
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    worker_id: WorkerId
+    queues: tuple[str, ...]
+    limit: int
+    lease_token: LeaseToken
+    lease_duration: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Proof that a worker holds a job: the token given when it claimed it."""
+
+    job_id: JobId
+    lease_token: LeaseToken
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    lease: Lease
+    result: JsonValue = None
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A failed attempt and the state the domain chose for it (FAILED or DEAD)."""
+
+    lease: Lease
+    target: JobState
+    retry_delay: timedelta
+    error: ErrorInfo
+
+
+@dataclass(frozen=True, slots=True)
+class JobQuery:
+    states: frozenset[JobState] = frozenset()
+    queues: frozenset[str] = frozenset()
+    tasks: frozenset[str] = frozenset()
+    limit: int = 50
+    # Cursor: return jobs with an id lower than this one (newest first).
+    before_id: JobId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    jobs: list[Job]
+    next_cursor: JobId | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCounts:
+    queue: str
+    counts: dict[JobState, int] = field(default_factory=dict)
+
+
+class JobRepository(Protocol):
+    """Persistence of jobs and their attempts.
+
+    Methods that act on a claimed job take its Lease and change the job only
+    while it is IN_PROGRESS under that token; they return the ids they changed.
+    """
+
+    async def add(self, new_job: NewJob) -> Submission:
+        """Insert a job, or return the existing one holding the same idempotency key.
+
+        For a repeated key the existing job is returned with created=False even
+        when its fingerprint differs; the caller decides whether that conflicts.
+        """
+        ...
+
+    async def add_many(self, new_jobs: Sequence[NewJob]) -> list[Submission]:
+        """Insert many jobs in one round trip; results keep the input order."""
+        ...
+
+    async def get(self, job_id: JobId) -> Job | None:
+        """Return the job with its attempts, oldest first."""
+        ...
+
+    async def list_jobs(self, query: JobQuery) -> JobPage: ...
+
+    async def counts(self) -> list[QueueCounts]: ...
+
+    async def claim(self, request: ClaimRequest) -> list[Job]:
+        """Lease up to request.limit due jobs from the queues.
+
+        Due jobs come out by priority (highest first), then due time, then id.
+        Each claimed job moves to IN_PROGRESS with its attempt counted.
+        """
+        ...
+
+    async def extend_leases(
+        self, leases: Sequence[Lease], duration: timedelta
+    ) -> set[JobId]: ...
+
+    async def complete(self, completions: Sequence[Completion]) -> set[JobId]: ...
+
+    async def fail(self, failures: Sequence[Failure]) -> set[JobId]: ...
+
+    async def release(self, leases: Sequence[Lease]) -> set[JobId]:
+        """Hand unfinished jobs back to PENDING without counting the attempt."""
+        ...
+
+    async def find_expired(self, limit: int) -> list[Job]:
+        """Return IN_PROGRESS jobs whose lease has expired, oldest expiry first."""
+        ...
+
+    async def expire(self, failures: Sequence[Failure]) -> set[JobId]:
+        """Record lease expiries; acts only on jobs whose lease is still expired.
+
+        Several workers may call this for the same jobs at once: each job is
+        changed by at most one of them.
+        """
+        ...
+
+    async def set_state(
+        self, job_id: JobId, expected: JobState, target: JobState
+    ) -> Job | None:
+        """Move a job that is not leased (cancel, requeue) if it is still in `expected`.
+
+        Returns the changed job, or None when its state changed meanwhile.
+        """
+        ...
