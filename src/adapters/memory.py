@@ -129,7 +129,9 @@ class InMemoryJobRepository:
                 claimed.append(moved)
             return claimed
 
-    async def extend_leases(self, leases: Sequence[Lease], duration: timedelta) -> set[JobId]:
+    async def extend_leases(
+        self, leases: Sequence[Lease], duration: timedelta
+    ) -> set[JobId]:
         async with self._lock:
             now = self._clock.now()
             extended = set()
@@ -155,7 +157,9 @@ class InMemoryJobRepository:
 
     async def fail(self, failures: Sequence[Failure]) -> set[JobId]:
         async with self._lock:
-            return self._apply_failures(failures, AttemptOutcome.FAILED, expired_only=False)
+            return self._apply_failures(
+                failures, AttemptOutcome.FAILED, expired_only=False
+            )
 
     async def expire(self, failures: Sequence[Failure]) -> set[JobId]:
         async with self._lock:
@@ -225,7 +229,9 @@ class InMemoryJobRepository:
             elif target is JobState.PENDING:
                 moved = job.requeued(now)
             else:
-                raise ValueError(f"set_state moves jobs to CANCELLED or PENDING, not {target}")
+                raise ValueError(
+                    f"set_state moves jobs to CANCELLED or PENDING, not {target}"
+                )
             self._jobs[job_id] = moved
             return self._with_attempts(moved)
 

@@ -64,7 +64,9 @@ class ExecuteJobs:
         self._policy_for = policy_for
         self.lease_duration = lease_duration
 
-    async def claim(self, worker_id: WorkerId, queues: Sequence[str], limit: int) -> list[Job]:
+    async def claim(
+        self, worker_id: WorkerId, queues: Sequence[str], limit: int
+    ) -> list[Job]:
         if limit < 1:
             return []
         request = ClaimRequest(
@@ -95,7 +97,9 @@ class ExecuteJobs:
         """Record a failed attempt: retry with backoff, or DEAD when none are left."""
         failure = self._failure_for(job, error)
         applied = await self._repository.fail([failure])
-        return FailureOutcome(job.id, failure.target, failure.retry_delay, job.id in applied)
+        return FailureOutcome(
+            job.id, failure.target, failure.retry_delay, job.id in applied
+        )
 
     async def give_up(self, job: Job, error: ErrorInfo) -> FailureOutcome:
         """Move a job straight to DEAD, for a failure that no retry can fix."""

@@ -42,7 +42,9 @@ class SubmitJobs:
             )
         self._check_unique_keys(requests)
 
-        submissions = await self._repository.add_many([self._prepare(r) for r in requests])
+        submissions = await self._repository.add_many(
+            [self._prepare(r) for r in requests]
+        )
 
         for request, submission in zip(requests, submissions, strict=True):
             self._check_repeat(request, submission)

@@ -18,7 +18,9 @@ JobId = NewType("JobId", int)
 WorkerId = NewType("WorkerId", str)
 LeaseToken = NewType("LeaseToken", UUID)
 
-JsonValue = Union[None, bool, int, float, str, list["JsonValue"], dict[str, "JsonValue"]]
+JsonValue = Union[  # noqa: UP007 (a recursive alias needs string parts)
+    None, bool, int, float, str, list["JsonValue"], dict[str, "JsonValue"]
+]
 
 # Limits on what a client may submit. Priorities fit a PostgreSQL smallint.
 MIN_PRIORITY = -32768
@@ -65,7 +67,8 @@ def _check_name(field_name: str, value: str) -> None:
         raise InvalidJobRequest(field_name, "must not be empty")
     if len(value) > MAX_NAME_LENGTH:
         raise InvalidJobRequest(
-            field_name, f"is {len(value)} characters long; the maximum is {MAX_NAME_LENGTH}"
+            field_name,
+            f"is {len(value)} characters long; the maximum is {MAX_NAME_LENGTH}",
         )
     if not _NAME_PATTERN.match(value):
         raise InvalidJobRequest(
@@ -102,7 +105,10 @@ class JobRequest:
                 f"{self.priority} is out of range [{MIN_PRIORITY}, {MAX_PRIORITY}]",
             )
         self._check_schedule()
-        if self.max_attempts is not None and not 1 <= self.max_attempts <= MAX_ATTEMPTS_LIMIT:
+        if (
+            self.max_attempts is not None
+            and not 1 <= self.max_attempts <= MAX_ATTEMPTS_LIMIT
+        ):
             raise InvalidJobRequest(
                 "max_attempts",
                 f"{self.max_attempts} is out of range [1, {MAX_ATTEMPTS_LIMIT}]",
@@ -186,7 +192,11 @@ class Job:
         return replace(self, state=target, updated_at=now)
 
     def claimed(
-        self, worker_id: WorkerId, lease_token: LeaseToken, now: datetime, lease: timedelta
+        self,
+        worker_id: WorkerId,
+        lease_token: LeaseToken,
+        now: datetime,
+        lease: timedelta,
     ) -> Job:
         return replace(
             self._moved(JobState.IN_PROGRESS, now),
@@ -206,7 +216,9 @@ class Job:
             lease_expires_at=None,
         )
 
-    def failed(self, target: JobState, now: datetime, retry_delay: timedelta, error: ErrorInfo) -> Job:
+    def failed(
+        self, target: JobState, now: datetime, retry_delay: timedelta, error: ErrorInfo
+    ) -> Job:
         """Record a failed attempt: FAILED to retry after `retry_delay`, or DEAD."""
         if target not in (JobState.FAILED, JobState.DEAD):
             raise ValueError(f"a failure leads to FAILED or DEAD, not {target.value}")

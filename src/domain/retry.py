@@ -72,9 +72,13 @@ class RetryPolicy:
             return self.max_delay
         return min(self.max_delay, self.base_delay * self.factor**exponent)
 
-    def decide(self, attempt: int, max_attempts: int, random_value: float) -> RetryDecision:
+    def decide(
+        self, attempt: int, max_attempts: int, random_value: float
+    ) -> RetryDecision:
         """Decide what follows failed attempt `attempt` out of `max_attempts`."""
         if attempt >= max_attempts:
-            return GiveUp(f"attempt {attempt} of {max_attempts} failed; no attempts left")
+            return GiveUp(
+                f"attempt {attempt} of {max_attempts} failed; no attempts left"
+            )
         seconds = self.backoff_seconds(attempt, random_value)
         return RetryAt(timedelta(seconds=seconds))

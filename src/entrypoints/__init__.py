@@ -1,0 +1,1 @@
+"""Runnable parts of conveyor: HTTP API, worker, command line and their wiring."""
