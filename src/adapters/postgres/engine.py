@@ -1,0 +1,69 @@
+"""Build the SQLAlchemy engine for asyncpg from a plain PostgreSQL URL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+_ASYNCPG_DRIVER = "postgresql+asyncpg"
+_ACCEPTED_SCHEMES = ("postgresql", "postgres", _ASYNCPG_DRIVER)
+
+# Session settings for every connection: timestamps come back in UTC, and
+# JIT compilation stays off because it only slows down short queries.
+SERVER_SETTINGS = {"timezone": "UTC", "jit": "off", "application_name": "conveyor"}
+
+
+def parse_url(url: str) -> URL:
+    """Parse a postgresql:// URL (also postgres:// or postgresql+asyncpg://).
+
+    The socket form `postgresql://user:@/dbname?host=/run/dir` is accepted.
+    """
+    parsed = make_url(url.replace("postgres://", "postgresql://", 1))
+    if parsed.drivername not in _ACCEPTED_SCHEMES:
+        raise ValueError(
+            f"database URL scheme {parsed.drivername!r} is not supported; "
+            "use postgresql://user:password@host:port/dbname"
+        )
+    return parsed.set(drivername=_ASYNCPG_DRIVER)
+
+
+def plain_url(url: str | URL) -> str:
+    """Return the URL with the plain postgresql:// scheme, password included."""
+    parsed = parse_url(url) if isinstance(url, str) else url
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def mask_url(url: str | URL) -> str:
+    """Return the URL with its password replaced by ***, for logs."""
+    try:
+        parsed = parse_url(url) if isinstance(url, str) else url
+    except Exception:
+        return "<invalid database URL>"
+    if parsed.password is not None:
+        parsed = parsed.set(password="***")
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _encode_json(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+    """Build an AsyncEngine on asyncpg with a pool of `pool_size` connections.
+
+    Connections that broke while idle in the pool are replaced before use.
+    """
+    if pool_size < 1:
+        raise ValueError(f"pool_size must be at least 1, got {pool_size}")
+    return create_async_engine(
+        parse_url(url),
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_pre_ping=True,
+        json_serializer=_encode_json,
+        json_deserializer=msgspec.json.decode,
+        connect_args={"server_settings": SERVER_SETTINGS},
+    )

@@ -1,0 +1,289 @@
+"""The PostgreSQL job store: JobRepository on SQLAlchemy Core over asyncpg.
+
+Each method runs one statement in its own transaction (autocommit), so a
+call costs one round trip; add and add_many need a second one only when an
+idempotency key was already taken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from conveyor.adapters.postgres import statements
+from conveyor.adapters.postgres.errors import translate_errors
+from conveyor.adapters.postgres.rows import (
+    encode_json,
+    job_from_row,
+    job_with_attempts,
+)
+from conveyor.application.ports import (
+    ClaimRequest,
+    Completion,
+    Failure,
+    JobPage,
+    JobQuery,
+    Lease,
+    NewJob,
+    QueueCounts,
+    Submission,
+)
+from conveyor.domain.job import Job, JobId
+from conveyor.domain.states import JobState, check_transition
+
+_FAILURE_TARGETS = frozenset({JobState.FAILED, JobState.DEAD})
+
+
+class PostgresJobRepository:
+    """JobRepository on PostgreSQL.
+
+    `time_shift` is added to the database clock in every statement; it is a
+    test hook that moves time forward, and stays zero in production.
+    """
+
+    def __init__(
+        self, engine: AsyncEngine, time_shift: timedelta = timedelta(0)
+    ) -> None:
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.time_shift = time_shift
+
+    async def _execute(
+        self, statement: sa.Executable, parameters: Mapping[str, Any] | None = None
+    ) -> list[sa.Row[Any]]:
+        values = {"time_shift": self.time_shift, **(parameters or {})}
+        async with self._engine.connect() as connection:
+            result = await connection.execute(statement, values)
+            return list(result.all()) if result.returns_rows else []
+
+    @translate_errors
+    async def now(self) -> datetime:
+        """Return the store's current time: the database clock plus time_shift."""
+        async with self._engine.connect() as connection:
+            value = await connection.scalar(
+                statements.SELECT_NOW, {"time_shift": self.time_shift}
+            )
+        assert isinstance(value, datetime)
+        return value
+
+    async def add(self, new_job: NewJob) -> Submission:
+        [submission] = await self.add_many([new_job])
+        return submission
+
+    @translate_errors
+    async def add_many(self, new_jobs: Sequence[NewJob]) -> list[Submission]:
+        if not new_jobs:
+            return []
+        requests = [new_job.request for new_job in new_jobs]
+        inserted = await self._execute(
+            statements.INSERT_JOBS,
+            {
+                "tasks": [r.task for r in requests],
+                "queues": [r.queue for r in requests],
+                "payloads": [encode_json(r.payload) for r in requests],
+                "priorities": [r.priority for r in requests],
+                "run_ats": [r.run_at for r in requests],
+                "delays": [r.delay for r in requests],
+                "max_attempts": [new_job.max_attempts for new_job in new_jobs],
+                "idempotency_keys": [r.idempotency_key for r in requests],
+                "fingerprints": [new_job.fingerprint for new_job in new_jobs],
+            },
+        )
+        return await self._match_submissions(requests, inserted)
+
+    async def _match_submissions(
+        self, requests: Sequence[Any], inserted: list[sa.Row[Any]]
+    ) -> list[Submission]:
+        """Pair each request with its new job, or with the job holding its key.
+
+        Rows were inserted in input order, so the new jobs without a key,
+        sorted by id, line up with the requests without a key.
+        """
+        by_key = {row.idempotency_key: row for row in inserted if row.idempotency_key}
+        unkeyed = iter(sorted((r for r in inserted if not r.idempotency_key), key=_id))
+        taken_keys = [
+            r.idempotency_key
+            for r in requests
+            if r.idempotency_key is not None and r.idempotency_key not in by_key
+        ]
+        existing = {}
+        if taken_keys:
+            # ON CONFLICT DO NOTHING waited for any transaction that was
+            # inserting the same key, so the holder is committed and visible.
+            rows = await self._execute(
+                statements.SELECT_BY_KEYS, {"idempotency_keys": taken_keys}
+            )
+            existing = {row.idempotency_key: job_with_attempts(row) for row in rows}
+
+        submissions = []
+        for request in requests:
+            key = request.idempotency_key
+            if key is None:
+                submissions.append(Submission(job_from_row(next(unkeyed)), True))
+            elif key in by_key:
+                submissions.append(Submission(job_from_row(by_key.pop(key)), True))
+            else:
+                submissions.append(Submission(existing[key], False))
+        return submissions
+
+    @translate_errors
+    async def get(self, job_id: JobId) -> Job | None:
+        rows = await self._execute(statements.SELECT_JOB, {"job_id": job_id})
+        return job_with_attempts(rows[0]) if rows else None
+
+    @translate_errors
+    async def list_jobs(self, query: JobQuery) -> JobPage:
+        statement = statements.list_jobs(
+            states=bool(query.states),
+            queues=bool(query.queues),
+            tasks=bool(query.tasks),
+            before_id=query.before_id is not None,
+        )
+        rows = await self._execute(
+            statement,
+            {
+                "states": sorted(state.value for state in query.states),
+                "queues": sorted(query.queues),
+                "tasks": sorted(query.tasks),
+                "before_id": query.before_id,
+                "limit": query.limit + 1,
+            },
+        )
+        page = [job_with_attempts(row) for row in rows[: query.limit]]
+        more = len(rows) > query.limit
+        return JobPage(page, page[-1].id if more else None)
+
+    @translate_errors
+    async def counts(self) -> list[QueueCounts]:
+        rows = await self._execute(statements.COUNT_BY_QUEUE_AND_STATE)
+        per_queue: dict[str, dict[JobState, int]] = {}
+        for row in rows:
+            per_queue.setdefault(row.queue, {})[JobState(row.state)] = row.total
+        return [QueueCounts(queue, counts) for queue, counts in per_queue.items()]
+
+    @translate_errors
+    async def claim(self, request: ClaimRequest) -> list[Job]:
+        if request.limit < 1 or not request.queues:
+            return []
+        rows = await self._execute(
+            statements.CLAIM,
+            {
+                "queues": list(dict.fromkeys(request.queues)),
+                "limit": request.limit,
+                "worker_id": request.worker_id,
+                "lease_token": request.lease_token,
+                "lease_duration": request.lease_duration,
+            },
+        )
+        # RETURNING gives no order; the claim order is restored here.
+        rows.sort(key=lambda row: (-row.priority, row.run_at, row.id))
+        return [job_from_row(row) for row in rows]
+
+    @translate_errors
+    async def extend_leases(
+        self, leases: Sequence[Lease], duration: timedelta
+    ) -> set[JobId]:
+        if not leases:
+            return set()
+        leases = sorted(leases, key=_job_id)
+        rows = await self._execute(
+            statements.EXTEND_LEASES,
+            {**_lease_arrays(leases), "lease_duration": duration},
+        )
+        return {JobId(row.id) for row in rows}
+
+    @translate_errors
+    async def complete(self, completions: Sequence[Completion]) -> set[JobId]:
+        if not completions:
+            return set()
+        completions = sorted(completions, key=lambda c: c.lease.job_id)
+        rows = await self._execute(
+            statements.COMPLETE,
+            {
+                **_lease_arrays([c.lease for c in completions]),
+                "results": [encode_json(c.result) for c in completions],
+            },
+        )
+        return {JobId(row.job_id) for row in rows}
+
+    @translate_errors
+    async def fail(self, failures: Sequence[Failure]) -> set[JobId]:
+        return await self._record_failures(statements.FAIL, failures)
+
+    @translate_errors
+    async def expire(self, failures: Sequence[Failure]) -> set[JobId]:
+        return await self._record_failures(statements.EXPIRE, failures)
+
+    async def _record_failures(
+        self, statement: sa.Executable, failures: Sequence[Failure]
+    ) -> set[JobId]:
+        if not failures:
+            return set()
+        for failure in failures:
+            if failure.target not in _FAILURE_TARGETS:
+                raise ValueError(
+                    f"a failure leads to FAILED or DEAD, not {failure.target.value}"
+                )
+        failures = sorted(failures, key=lambda f: f.lease.job_id)
+        rows = await self._execute(
+            statement,
+            {
+                **_lease_arrays([f.lease for f in failures]),
+                "targets": [f.target.value for f in failures],
+                "retry_delays": [f.retry_delay for f in failures],
+                "error_types": [f.error.type for f in failures],
+                "error_messages": [f.error.message for f in failures],
+                "error_tracebacks": [f.error.traceback for f in failures],
+            },
+        )
+        return {JobId(row.job_id) for row in rows}
+
+    @translate_errors
+    async def release(self, leases: Sequence[Lease]) -> set[JobId]:
+        if not leases:
+            return set()
+        leases = sorted(leases, key=_job_id)
+        rows = await self._execute(statements.RELEASE, _lease_arrays(leases))
+        return {JobId(row.job_id) for row in rows}
+
+    @translate_errors
+    async def find_expired(self, limit: int) -> list[Job]:
+        rows = await self._execute(statements.FIND_EXPIRED, {"limit": limit})
+        return [job_from_row(row) for row in rows]
+
+    @translate_errors
+    async def set_state(
+        self, job_id: JobId, expected: JobState, target: JobState
+    ) -> Job | None:
+        if target is JobState.CANCELLED:
+            statement = statements.CANCEL
+        elif target is JobState.PENDING:
+            statement = statements.REQUEUE
+        else:
+            raise ValueError(
+                f"set_state moves jobs to CANCELLED or PENDING, not {target}"
+            )
+        check_transition(job_id, expected, target)
+
+        rows = await self._execute(
+            statement, {"job_id": job_id, "expected": expected.value}
+        )
+        return job_with_attempts(rows[0]) if rows else None
+
+
+def _id(row: sa.Row[Any]) -> int:
+    return int(row.id)
+
+
+def _job_id(lease: Lease) -> int:
+    return lease.job_id
+
+
+def _lease_arrays(leases: Sequence[Lease]) -> dict[str, list[Any]]:
+    return {
+        "job_ids": [lease.job_id for lease in leases],
+        "lease_tokens": [lease.lease_token for lease in leases],
+    }

@@ -1,0 +1,496 @@
+"""The SQL statements of the PostgreSQL job store, built once with SQLAlchemy Core.
+
+Every statement judges time by the database clock: now() plus the
+`time_shift` parameter (zero outside tests). Statements that act on many
+jobs take their input as parallel arrays and unnest them, so a batch costs
+one round trip. Target states are the domain's constants or arrive in the
+input, chosen by the domain (a Failure's target).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, aggregate_order_by
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from conveyor.adapters.postgres.notify import CHANNEL
+from conveyor.adapters.postgres.tables import (
+    is_claimable,
+    is_in_progress,
+    job_attempts,
+    jobs,
+)
+from conveyor.domain.job import AttemptOutcome
+from conveyor.domain.states import JobState
+
+NOW = sa.func.now() + sa.bindparam("time_shift", type_=sa.Interval)
+
+
+def _constant(value: str) -> sa.BindParameter[str]:
+    return sa.literal(value, sa.Text, literal_execute=True)
+
+
+def _array(name: str, item_type: sa.types.TypeEngine[Any]) -> sa.BindParameter[Any]:
+    return sa.bindparam(name, type_=ARRAY(item_type))
+
+
+def _notify_if_due() -> sa.ColumnElement[object]:
+    # PostgreSQL delivers a notification at commit and drops duplicates
+    # within a transaction, so a batch sends one per queue.
+    return sa.case(
+        (jobs.c.run_at <= NOW, sa.func.pg_notify(_constant(CHANNEL), jobs.c.queue)),
+    ).label("notified")
+
+
+def attempts_json(job_id: sa.ColumnElement[int]) -> sa.Label[object]:
+    """Finished attempts of the job `job_id`, oldest first, as a JSON array or NULL."""
+    record = sa.func.jsonb_build_object(
+        _constant("attempt"),
+        job_attempts.c.attempt,
+        _constant("worker_id"),
+        job_attempts.c.worker_id,
+        _constant("started_at"),
+        job_attempts.c.started_at,
+        _constant("finished_at"),
+        job_attempts.c.finished_at,
+        _constant("outcome"),
+        job_attempts.c.outcome,
+        _constant("error_type"),
+        job_attempts.c.error_type,
+        _constant("error_message"),
+        job_attempts.c.error_message,
+        _constant("error_traceback"),
+        job_attempts.c.error_traceback,
+    )
+    return (
+        sa.select(
+            sa.func.jsonb_agg(
+                aggregate_order_by(record, job_attempts.c.id), type_=JSONB
+            )
+        )
+        .where(job_attempts.c.job_id == job_id)
+        .scalar_subquery()
+        .label("attempts")
+    )
+
+
+def _insert_jobs() -> sa.Insert:
+    """Insert jobs from parallel arrays; a repeated idempotency key inserts nothing.
+
+    Rows go in input order, so ids follow the input order too.
+    """
+    new = (
+        sa.func.unnest(
+            _array("tasks", sa.Text()),
+            _array("queues", sa.Text()),
+            _array("payloads", sa.Text()),
+            _array("priorities", sa.Integer()),
+            _array("run_ats", sa.DateTime(timezone=True)),
+            _array("delays", sa.Interval()),
+            _array("max_attempts", sa.Integer()),
+            _array("idempotency_keys", sa.Text()),
+            _array("fingerprints", sa.Text()),
+        )
+        .table_valued(
+            "task",
+            "queue",
+            "payload",
+            "priority",
+            "run_at",
+            "delay",
+            "max_attempts",
+            "idempotency_key",
+            "fingerprint",
+            with_ordinality="position",
+        )
+        .render_derived(name="new")
+    )
+    rows = sa.select(
+        new.c.task,
+        new.c.queue,
+        sa.cast(new.c.payload, JSONB),
+        new.c.priority,
+        _constant(JobState.PENDING.value),
+        sa.func.coalesce(
+            new.c.run_at, NOW + sa.func.coalesce(new.c.delay, sa.text("interval '0'"))
+        ),
+        sa.literal(0, literal_execute=True),
+        new.c.max_attempts,
+        new.c.idempotency_key,
+        new.c.fingerprint,
+        NOW,
+        NOW,
+    ).order_by(new.c.position)
+    columns = [
+        "task",
+        "queue",
+        "payload",
+        "priority",
+        "state",
+        "run_at",
+        "attempt",
+        "max_attempts",
+        "idempotency_key",
+        "fingerprint",
+        "created_at",
+        "updated_at",
+    ]
+    return (
+        pg_insert(jobs)
+        .from_select(columns, rows)
+        .on_conflict_do_nothing(
+            index_elements=[jobs.c.idempotency_key],
+            index_where=jobs.c.idempotency_key.is_not(None),
+        )
+        .returning(*jobs.c, _notify_if_due())
+    )
+
+
+def _select_by_keys() -> sa.Select[tuple[object, ...]]:
+    return sa.select(*jobs.c, attempts_json(jobs.c.id)).where(
+        jobs.c.idempotency_key == sa.func.any(_array("idempotency_keys", sa.Text()))
+    )
+
+
+def _claim() -> sa.Update:
+    """Lease due jobs of the requested queues in claim order.
+
+    For each queue the lateral subquery walks the claim index in claim order
+    and locks up to `limit` rows, skipping rows that other claimers hold;
+    the outer query keeps the best `limit` of them. Rows locked but not kept
+    stay untouched and are unlocked at commit.
+    """
+    requested = (
+        sa.func.unnest(_array("queues", sa.Text()))
+        .table_valued("name")
+        .render_derived(name="requested")
+    )
+    limit = sa.bindparam("limit", type_=sa.Integer)
+    candidate = (
+        sa.select(jobs.c.id, jobs.c.priority, jobs.c.run_at)
+        .where(jobs.c.queue == requested.c.name, is_claimable(), jobs.c.run_at <= NOW)
+        .order_by(jobs.c.priority.desc(), jobs.c.run_at, jobs.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .lateral("candidate")
+    )
+    due = (
+        sa.select(candidate.c.id)
+        .select_from(requested)
+        .join(candidate, sa.true())
+        .order_by(candidate.c.priority.desc(), candidate.c.run_at, candidate.c.id)
+        .limit(limit)
+        .cte("due")
+    )
+    return (
+        sa.update(jobs)
+        .where(jobs.c.id == due.c.id)
+        .values(
+            state=_constant(JobState.IN_PROGRESS.value),
+            attempt=jobs.c.attempt + 1,
+            worker_id=sa.bindparam("worker_id", type_=sa.Text),
+            lease_token=sa.bindparam("lease_token", type_=UUID(as_uuid=True)),
+            lease_expires_at=NOW + sa.bindparam("lease_duration", type_=sa.Interval),
+            started_at=NOW,
+            updated_at=NOW,
+        )
+        .returning(*jobs.c)
+    )
+
+
+# Input columns of a lease statement: (parameter name, column name, item type).
+InputColumn = tuple[str, str, sa.types.TypeEngine[Any]]
+
+
+def _leases(*extra: InputColumn) -> sa.TableValuedAlias:
+    """Leases given as parallel arrays, one row per lease, plus `extra` columns."""
+    columns: list[InputColumn] = [
+        ("job_ids", "id", sa.BigInteger()),
+        ("lease_tokens", "lease_token", UUID()),
+        *extra,
+    ]
+    arrays = [_array(parameter, item_type) for parameter, _, item_type in columns]
+    names = [name for _, name, _ in columns]
+    return sa.func.unnest(*arrays).table_valued(*names).render_derived(name="held")
+
+
+def _holds(held: sa.TableValuedAlias) -> sa.ColumnElement[bool]:
+    """The job runs under the given lease token (live or not)."""
+    return sa.and_(
+        jobs.c.id == held.c.id,
+        is_in_progress(),
+        jobs.c.lease_token == held.c.lease_token,
+    )
+
+
+def _record_attempts(
+    ended: sa.CTE, outcome: AttemptOutcome, with_error: bool
+) -> sa.Insert:
+    """Insert one job_attempts row per job in `ended`; returns their job ids."""
+    columns = ["job_id", "attempt", "worker_id", "started_at", "finished_at", "outcome"]
+    values: list[sa.ColumnElement[Any]] = [
+        ended.c.id,
+        ended.c.attempt,
+        ended.c.worker_id,
+        ended.c.started_at,
+        NOW,
+        _constant(outcome.value),
+    ]
+    if with_error:
+        columns += ["error_type", "error_message", "error_traceback"]
+        values += [ended.c.error_type, ended.c.error_message, ended.c.error_traceback]
+    return (
+        sa.insert(job_attempts)
+        .from_select(columns, sa.select(*values))
+        .add_cte(ended)
+        .returning(job_attempts.c.job_id)
+    )
+
+
+def _extend_leases() -> sa.Update:
+    held = _leases()
+    return (
+        sa.update(jobs)
+        .where(_holds(held), jobs.c.lease_expires_at > NOW)
+        .values(
+            lease_expires_at=NOW + sa.bindparam("lease_duration", type_=sa.Interval),
+            updated_at=NOW,
+        )
+        .returning(jobs.c.id)
+    )
+
+
+def _complete() -> sa.Insert:
+    held = _leases(("results", "result", sa.Text()))
+    completed = (
+        sa.update(jobs)
+        .where(_holds(held), jobs.c.lease_expires_at > NOW)
+        .values(
+            state=_constant(JobState.COMPLETED.value),
+            result=sa.cast(held.c.result, JSONB),
+            finished_at=NOW,
+            updated_at=NOW,
+            lease_token=sa.null(),
+            lease_expires_at=sa.null(),
+        )
+        .returning(jobs.c.id, jobs.c.attempt, jobs.c.worker_id, jobs.c.started_at)
+        .cte("completed")
+    )
+    return _record_attempts(completed, AttemptOutcome.COMPLETED, with_error=False)
+
+
+_FAILURE_INPUT: tuple[InputColumn, ...] = (
+    ("targets", "target", sa.Text()),
+    ("retry_delays", "retry_delay", sa.Interval()),
+    ("error_types", "error_type", sa.Text()),
+    ("error_messages", "error_message", sa.Text()),
+    ("error_tracebacks", "error_traceback", sa.Text()),
+)
+
+
+def _failed_values(failure: sa.FromClause) -> dict[str, object]:
+    """Mirror Job.failed: FAILED waits out its retry delay, DEAD is finished."""
+    to_failed = failure.c.target == _constant(JobState.FAILED.value)
+    to_dead = failure.c.target == _constant(JobState.DEAD.value)
+    return {
+        "state": failure.c.target,
+        "run_at": sa.case(
+            (to_failed, NOW + failure.c.retry_delay), else_=jobs.c.run_at
+        ),
+        "finished_at": sa.case((to_dead, NOW), else_=sa.null()),
+        "last_error_type": failure.c.error_type,
+        "last_error_message": failure.c.error_message,
+        "last_error_traceback": failure.c.error_traceback,
+        "lease_token": sa.null(),
+        "lease_expires_at": sa.null(),
+        "updated_at": NOW,
+    }
+
+
+def _ended_columns(source: sa.FromClause) -> list[sa.ColumnElement[object]]:
+    return [
+        jobs.c.id,
+        jobs.c.attempt,
+        jobs.c.worker_id,
+        jobs.c.started_at,
+        source.c.error_type,
+        source.c.error_message,
+        source.c.error_traceback,
+    ]
+
+
+def _fail() -> sa.Insert:
+    """Record failed attempts of jobs whose lease is still live."""
+    held = _leases(*_FAILURE_INPUT)
+    failed = (
+        sa.update(jobs)
+        .where(_holds(held), jobs.c.lease_expires_at > NOW)
+        .values(_failed_values(held))
+        .returning(*_ended_columns(held))
+        .cte("failed")
+    )
+    return _record_attempts(failed, AttemptOutcome.FAILED, with_error=True)
+
+
+def _expire() -> sa.Insert:
+    """Record lease expiries of jobs whose lease is still expired.
+
+    Rows that another recovering worker has locked are skipped, never
+    waited for: that worker is handling them. Concurrent recoveries thus
+    change each job once and cannot deadlock.
+    """
+    held = _leases(*_FAILURE_INPUT)
+    expired = (
+        sa.select(jobs.c.id, *(held.c[name] for _, name, _ in _FAILURE_INPUT))
+        .where(_holds(held), jobs.c.lease_expires_at <= NOW)
+        .with_for_update(of=jobs, skip_locked=True)
+        .cte("expired")
+    )
+    moved = (
+        sa.update(jobs)
+        .where(jobs.c.id == expired.c.id)
+        .values(_failed_values(expired))
+        .returning(*_ended_columns(expired))
+        .cte("moved")
+    )
+    return _record_attempts(
+        moved, AttemptOutcome.LEASE_EXPIRED, with_error=True
+    ).add_cte(expired)
+
+
+def _release() -> sa.Insert:
+    """Hand jobs back to PENDING, mirroring Job.released.
+
+    The attempt is recorded with its number before the release takes it
+    back, so the held rows are read and locked first.
+    """
+    held = _leases()
+    locked = (
+        sa.select(jobs.c.id, jobs.c.attempt, jobs.c.worker_id, jobs.c.started_at)
+        .where(_holds(held), jobs.c.lease_expires_at > NOW)
+        .with_for_update(of=jobs)
+        .cte("locked")
+    )
+    released = (
+        sa.update(jobs)
+        .where(jobs.c.id == locked.c.id)
+        .values(
+            state=_constant(JobState.PENDING.value),
+            attempt=sa.func.greatest(jobs.c.attempt - 1, 0),
+            run_at=NOW,
+            lease_token=sa.null(),
+            lease_expires_at=sa.null(),
+            updated_at=NOW,
+        )
+        .returning(jobs.c.id, _notify_if_due())
+        .cte("released")
+    )
+    ended = (
+        sa.select(
+            locked.c.id, locked.c.attempt, locked.c.worker_id, locked.c.started_at
+        )
+        .join(released, released.c.id == locked.c.id)
+        .cte("ended")
+    )
+    return (
+        _record_attempts(ended, AttemptOutcome.RELEASED, with_error=False)
+        .add_cte(locked)
+        .add_cte(released)
+    )
+
+
+def _find_expired() -> sa.Select[tuple[object, ...]]:
+    return (
+        sa.select(*jobs.c)
+        .where(is_in_progress(), jobs.c.lease_expires_at <= NOW)
+        .order_by(jobs.c.lease_expires_at, jobs.c.id)
+        .limit(sa.bindparam("limit", type_=sa.Integer))
+    )
+
+
+def _moved_with_attempts(
+    values: dict[str, object], notify: bool
+) -> sa.Select[tuple[object, ...]]:
+    """Move one job out of an expected state; return it with its attempts."""
+    returned = [*jobs.c, _notify_if_due()] if notify else [*jobs.c]
+    moved = (
+        sa.update(jobs)
+        .where(
+            jobs.c.id == sa.bindparam("job_id", type_=sa.BigInteger),
+            jobs.c.state == sa.bindparam("expected", type_=sa.Text),
+        )
+        .values(values)
+        .returning(*returned)
+        .cte("moved")
+    )
+    columns = [moved.c[column.name] for column in jobs.c]
+    return sa.select(*columns, attempts_json(moved.c.id))
+
+
+def _cancel() -> sa.Select[tuple[object, ...]]:
+    """Mirror Job.cancelled."""
+    return _moved_with_attempts(
+        {
+            "state": _constant(JobState.CANCELLED.value),
+            "finished_at": NOW,
+            "updated_at": NOW,
+        },
+        notify=False,
+    )
+
+
+def _requeue() -> sa.Select[tuple[object, ...]]:
+    """Mirror Job.requeued: a fresh attempt budget, due now; history is kept."""
+    return _moved_with_attempts(
+        {
+            "state": _constant(JobState.PENDING.value),
+            "attempt": 0,
+            "run_at": NOW,
+            "finished_at": sa.null(),
+            "worker_id": sa.null(),
+            "updated_at": NOW,
+        },
+        notify=True,
+    )
+
+
+def list_jobs(
+    states: bool, queues: bool, tasks: bool, before_id: bool
+) -> sa.Select[tuple[object, ...]]:
+    """List jobs newest first; each flag adds the filter of that name."""
+    query = sa.select(*jobs.c, attempts_json(jobs.c.id))
+    if states:
+        query = query.where(jobs.c.state == sa.func.any(_array("states", sa.Text())))
+    if queues:
+        query = query.where(jobs.c.queue == sa.func.any(_array("queues", sa.Text())))
+    if tasks:
+        query = query.where(jobs.c.task == sa.func.any(_array("tasks", sa.Text())))
+    if before_id:
+        query = query.where(jobs.c.id < sa.bindparam("before_id", type_=sa.BigInteger))
+    return query.order_by(jobs.c.id.desc()).limit(
+        sa.bindparam("limit", type_=sa.Integer)
+    )
+
+
+INSERT_JOBS = _insert_jobs()
+SELECT_BY_KEYS = _select_by_keys()
+SELECT_JOB = sa.select(*jobs.c, attempts_json(jobs.c.id)).where(
+    jobs.c.id == sa.bindparam("job_id", type_=sa.BigInteger)
+)
+COUNT_BY_QUEUE_AND_STATE = (
+    sa.select(jobs.c.queue, jobs.c.state, sa.func.count().label("total"))
+    .group_by(jobs.c.queue, jobs.c.state)
+    .order_by(jobs.c.queue, jobs.c.state)
+)
+CLAIM = _claim()
+EXTEND_LEASES = _extend_leases()
+COMPLETE = _complete()
+FAIL = _fail()
+EXPIRE = _expire()
+RELEASE = _release()
+FIND_EXPIRED = _find_expired()
+CANCEL = _cancel()
+REQUEUE = _requeue()
+SELECT_NOW = sa.select(NOW)
