@@ -1,0 +1,5 @@
+"""The HTTP API: a Litestar app built by create_app(container)."""
+
+from conveyor.entrypoints.api.app import create_app
+
+__all__ = ["create_app"]
