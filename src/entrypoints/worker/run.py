@@ -1,0 +1,206 @@
+"""Run one job's handler under its timeout and turn what happened into an Outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import traceback
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from conveyor.domain.job import ErrorInfo, Job, JsonValue, WorkerId
+from conveyor.entrypoints.tasks import JobContext, TaskRegistry, TaskSpec
+from conveyor.entrypoints.worker.holding import HeldJob
+from conveyor.entrypoints.worker.timing import Timer
+
+# Limits on what one attempt's error record keeps.
+MAX_ERROR_MESSAGE_CHARS = 1000
+MAX_TRACEBACK_CHARS = 4000
+
+_SCALARS = (type(None), bool, int, str)
+
+
+@dataclass(frozen=True, slots=True)
+class Succeeded:
+    result: JsonValue
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The handler raised, timed out or returned something that is not JSON."""
+
+    error: ErrorInfo
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownTask:
+    """No handler is registered for the job's task; no retry can fix that here."""
+
+    error: ErrorInfo
+
+
+Outcome = Succeeded | Failed | UnknownTask
+
+
+class TaskTimedOut(Exception):
+    """An attempt ran longer than its task's timeout."""
+
+
+class TaskRunner:
+    """Calls handlers: async ones on the event loop, sync ones in `executor`.
+
+    A timeout cancels an async handler. A sync handler's thread cannot be
+    stopped, so the attempt is recorded as timed out while the thread runs on.
+    `abandoned_threads` counts those threads until they end.
+    """
+
+    def __init__(
+        self,
+        registry: TaskRegistry,
+        worker_id: WorkerId,
+        default_timeout: float,
+        executor: Executor,
+        timer: Timer,
+        log: Any,
+    ) -> None:
+        self._registry = registry
+        self._worker_id = worker_id
+        self._default_timeout = default_timeout
+        self._executor = executor
+        self._timer = timer
+        self._log = log
+        self.abandoned_threads = 0
+
+    async def run(self, held: HeldJob) -> Outcome:
+        """Run the job's handler; a CancelledError from outside propagates."""
+        job = held.job
+        spec = self._registry.get(job.task)
+        if spec is None:
+            return UnknownTask(
+                ErrorInfo(
+                    type="UnknownTask",
+                    message=(
+                        f"no task named {job.task!r} is registered in worker "
+                        f"{self._worker_id}; known tasks: {self._registry.describe_names()}"
+                    ),
+                )
+            )
+
+        held.started_at = self._timer.monotonic()
+        self._log.info("job_started", **held.fields)
+        timeout = spec.timeout if spec.timeout is not None else self._default_timeout
+        try:
+            result = await self._call(spec, job, timeout)
+        except TaskTimedOut as exc:
+            return Failed(ErrorInfo(type="TaskTimeout", message=str(exc)))
+        except (Exception, SystemExit) as exc:
+            return Failed(error_info(exc))
+        return _as_json(result)
+
+    async def _call(self, spec: TaskSpec, job: Job, limit: float) -> object:
+        """Await the handler; raise TaskTimedOut once `limit` seconds have passed.
+
+        The timeout cancels this task itself and takes the cancellation back
+        with uncancel(), as asyncio.timeout() does, so a job costs one timer
+        rather than a second task. A cancellation from elsewhere (shutdown)
+        still propagates.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            task.cancel()
+
+        handle = self._timer.call_later(limit, expire)
+        try:
+            result = await self._invoke(spec, job)
+        except asyncio.CancelledError:
+            if not expired:
+                raise
+            result = None
+        finally:
+            handle.cancel()
+
+        if expired:
+            if task.uncancel() > 0:
+                raise asyncio.CancelledError
+            raise TaskTimedOut(_timeout_message(spec, limit))
+        return result
+
+    async def _invoke(self, spec: TaskSpec, job: Job) -> object:
+        keywords: dict[str, object] = {}
+        if spec.takes_context:
+            keywords["context"] = JobContext(
+                job_id=job.id,
+                task=job.task,
+                queue=job.queue,
+                attempt=job.attempt,
+                max_attempts=job.max_attempts,
+                worker_id=self._worker_id,
+            )
+        if spec.is_async:
+            return await spec.function(job.payload, **keywords)
+
+        call = functools.partial(spec.function, job.payload, **keywords)
+        future = self._executor.submit(call)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            if not future.done():
+                # NOTE: Python cannot stop a running thread. The handler runs
+                # on and keeps one thread of the pool busy until it returns.
+                self.abandoned_threads += 1
+                future.add_done_callback(self._thread_ended)
+            raise
+
+    def _thread_ended(self, _future: Future[object]) -> None:
+        self.abandoned_threads -= 1
+
+
+def _timeout_message(spec: TaskSpec, timeout: float) -> str:
+    if spec.is_async:
+        return f"task {spec.name!r} ran longer than its {timeout:g} s timeout and was cancelled"
+    return (
+        f"task {spec.name!r} ran longer than its {timeout:g} s timeout; its thread "
+        "cannot be stopped and runs on in the background"
+    )
+
+
+def _as_json(result: object) -> Outcome:
+    """Return the result as plain JSON values, or a failure if it has no JSON form.
+
+    Containers go through an encode and decode round trip, so tuples become
+    lists and the store receives exactly what JSON can carry.
+    """
+    if isinstance(result, _SCALARS):
+        return Succeeded(result)
+    try:
+        decoded: JsonValue = msgspec.json.decode(msgspec.json.encode(result))
+    except (TypeError, ValueError, msgspec.MsgspecError) as exc:
+        return Failed(
+            ErrorInfo(
+                type="ResultNotSerializable",
+                message=f"the task returned {type(result).__name__}, which is not JSON-serialisable: {exc}",
+            )
+        )
+    return Succeeded(decoded)
+
+
+def error_info(error: BaseException) -> ErrorInfo:
+    """Describe an exception for the attempt record, cut to a few KB."""
+    message = str(error) or type(error).__name__
+    if len(message) > MAX_ERROR_MESSAGE_CHARS:
+        message = message[: MAX_ERROR_MESSAGE_CHARS - 3] + "..."
+    formatted = "".join(traceback.format_exception(error))
+    # The end of a traceback names the failing line, so keep the end.
+    if len(formatted) > MAX_TRACEBACK_CHARS:
+        formatted = "...\n" + formatted[-(MAX_TRACEBACK_CHARS - 4) :]
+    return ErrorInfo(
+        type=type(error).__qualname__, message=message, traceback=formatted
+    )
