@@ -144,3 +144,10 @@ async def resolve_as(provider: providers.Provider[Any], kind: type[T]) -> T:
             f"{provider!r} gave {type(value).__name__}, not {kind.__name__}"
         )
     return value
+
+
+async def shutdown(container: Container) -> None:
+    """Close the container's resources (the database pool) if any were opened."""
+    result = container.shutdown_resources()
+    if result is not None:
+        await result

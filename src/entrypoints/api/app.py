@@ -18,8 +18,9 @@ from conveyor.entrypoints.api.health import health, queues, ready
 from conveyor.entrypoints.api.jobs import BatchController, JobsController
 from conveyor.entrypoints.api.schemas import RawJsonSchemaPlugin
 from conveyor.entrypoints.api.services import ApiServices, StoreProbe, provide_services
+from conveyor.entrypoints.builtin_tasks import register_builtins
 from conveyor.entrypoints.config import Settings
-from conveyor.entrypoints.container import Container, resolve_as
+from conveyor.entrypoints.container import Container, resolve_as, shutdown
 from conveyor.entrypoints.logging import get_logger
 from conveyor.entrypoints.tasks import TaskRegistry
 
@@ -51,7 +52,7 @@ def create_app(container: Container) -> Litestar:
         try:
             yield
         finally:
-            await _shutdown(container)
+            await shutdown(container)
             log.info("api_stopped")
 
     batch = Router(
@@ -91,9 +92,13 @@ async def _build_services(container: Container, settings: Settings) -> ApiServic
 
 
 def _load_tasks(registry: TaskRegistry, settings: Settings) -> TaskRegistry | None:
-    """Load the configured task modules; None (accept any name) when there are none."""
+    """Load the task modules; None (accept any task name) when none are configured.
+
+    Workers always have the built-in tasks, so the API accepts them as well.
+    """
     if not settings.task_modules:
         return None
+    register_builtins(registry)
     registry.load_modules(settings.task_modules)
     return registry
 
@@ -114,9 +119,3 @@ async def _store_probe(container: Container, settings: Settings) -> StoreProbe:
 
 async def _memory_is_ready() -> None:
     return None
-
-
-async def _shutdown(container: Container) -> None:
-    result = container.shutdown_resources()
-    if result is not None:
-        await result
