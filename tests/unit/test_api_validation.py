@@ -108,6 +108,26 @@ SUBMIT_CASES: list[tuple[str, Any, int, str | None]] = [
         "payload",
     ),
     ("body too large", {"task": "echo", "payload": "x" * 200_000}, 413, None),
+    ("payload with NUL", {"task": "echo", "payload": {"a": "x\u0000"}}, 422, "payload"),
+    (
+        "payload key with NUL",
+        {"task": "echo", "payload": {"\u0000": 1}},
+        422,
+        "payload",
+    ),
+    (
+        "payload nested too deeply",
+        b'{"task": "echo", "payload": ' + b"[" * 2000 + b"]" * 2000 + b"}",
+        400,
+        "body",
+    ),
+    ("payload number too big", b'{"task": "echo", "payload": 1e400}', 422, "payload"),
+    (
+        "key with NUL",
+        {"task": "echo", "idempotency_key": "a\u0000"},
+        422,
+        "idempotency_key",
+    ),
 ]
 
 
@@ -303,6 +323,15 @@ async def test_submit_returns_created_job(client: Client) -> None:
     assert job["attempt"] == 0
     assert job["attempts"] == []
     assert response.headers["location"] == f"/jobs/{job['job_id']}"
+
+
+async def test_escaped_backslash_is_not_nul(client: Client) -> None:
+    response = await client.post(
+        "/jobs", content=b'{"task": "echo", "payload": "C:\\\\u0000"}'
+    )
+
+    assert response.status_code == 201, response.text
+    assert response.json()["payload"] == "C:\\u0000"
 
 
 async def test_submit_defaults(client: Client) -> None:

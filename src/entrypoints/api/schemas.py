@@ -50,7 +50,10 @@ class StrictJsonDTO(MsgspecDTO[StructT], Generic[StructT]):
     """
 
     def decode_bytes(self, value: bytes) -> Any:
-        return msgspec.json.decode(value, type=self.model_type, strict=True)
+        try:
+            return msgspec.json.decode(value, type=self.model_type, strict=True)
+        except RecursionError:
+            raise msgspec.DecodeError("JSON is nested too deeply") from None
 
 
 Priority = Annotated[int, msgspec.Meta(ge=MIN_PRIORITY, le=MAX_PRIORITY)]
@@ -82,6 +85,10 @@ class SubmitJob(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     ) -> JobRequest:
         """Build the domain request; `spec` gives the task's default queue and attempts."""
         key = self.idempotency_key if header_key is None else header_key
+        if key is not None and "\x00" in key:
+            raise InvalidJobRequest(
+                "idempotency_key", "contains \\u0000, which PostgreSQL cannot store"
+            )
         queue = self.queue
         if queue is None:
             queue = spec.queue if spec is not None else DEFAULT_QUEUE
@@ -93,7 +100,7 @@ class SubmitJob(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             run_at = run_at.astimezone(UTC)
         return JobRequest(
             task=self.task,
-            payload=msgspec.json.decode(self.payload),
+            payload=decode_payload(self.payload),
             queue=queue,
             priority=self.priority,
             run_at=run_at,
@@ -101,6 +108,34 @@ class SubmitJob(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             max_attempts=max_attempts,
             idempotency_key=key,
         )
+
+
+def decode_payload(raw: msgspec.Raw) -> Any:
+    """Decode a payload, rejecting what PostgreSQL's jsonb cannot store."""
+    try:
+        value = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        # Only value errors get here, such as a number out of range, because
+        # the request body as a whole was already parsed.
+        raise InvalidJobRequest("payload", str(exc)) from None
+    if _has_nul_escape(bytes(raw)):
+        raise InvalidJobRequest(
+            "payload", "contains \\u0000, which PostgreSQL cannot store in JSON"
+        )
+    return value
+
+
+def _has_nul_escape(text: bytes) -> bool:
+    r"""Tell whether the JSON text has a \u0000 escape (not an escaped backslash)."""
+    start = text.find(b"\\u0000")
+    while start != -1:
+        backslashes = 0
+        while start - backslashes - 1 >= 0 and text[start - backslashes - 1] == 0x5C:
+            backslashes += 1
+        if backslashes % 2 == 0:
+            return True
+        start = text.find(b"\\u0000", start + 1)
+    return False
 
 
 def _delay(seconds: float | None) -> timedelta | None:
