@@ -271,9 +271,9 @@ async def test_failing_job_retries_then_dies(harness: Harness, logs: Logs) -> No
     worker = harness.worker()
     harness.start(worker)
 
-    failed = await harness.until_state(job_id, JobState.FAILED)
+    failed = await harness.until_state(job_id, JobState.FAILED, real_pause=0.001)
     first_retry_at = failed.run_at
-    dead = await harness.until_state(job_id, JobState.DEAD, step=1.0)
+    dead = await harness.until_state(job_id, JobState.DEAD, step=1.0, real_pause=0.001)
 
     assert failed.attempt == 1
     assert first_retry_at == failed.updated_at + timedelta(seconds=10)
@@ -299,7 +299,9 @@ async def test_flaky_job_succeeds_on_retry(harness: Harness) -> None:
     job_id = await harness.submit("fail", {"times": 1})
     harness.start(harness.worker())
 
-    job = await harness.until_state(job_id, JobState.COMPLETED, step=1.0)
+    job = await harness.until_state(
+        job_id, JobState.COMPLETED, step=1.0, real_pause=0.001
+    )
 
     assert job.attempt == 2
     assert job.result == {"failed_attempts": 1}
@@ -307,6 +309,48 @@ async def test_flaky_job_succeeds_on_retry(harness: Harness) -> None:
         AttemptOutcome.FAILED,
         AttemptOutcome.COMPLETED,
     ]
+
+
+async def test_retry_runs_when_due_not_next_poll(harness: Harness) -> None:
+    job_id = await harness.submit("fail", {"times": 1})
+    harness.start(harness.worker(poll_seconds=3600.0))
+    failed = await harness.until_state(job_id, JobState.FAILED, real_pause=0.001)
+    failed_at = harness.timer.monotonic()
+
+    job = await harness.until_state(
+        job_id, JobState.COMPLETED, step=0.05, real_pause=0.001
+    )
+
+    assert failed.run_at == failed.updated_at + timedelta(seconds=10)
+    assert job.attempt == 2
+    assert harness.timer.monotonic() - failed_at < 11.0
+
+
+async def test_traceback_starts_at_handler(harness: Harness) -> None:
+    def broken_sync(payload: JsonValue) -> None:
+        raise KeyError("missing")
+
+    async def broken_async(payload: JsonValue) -> None:
+        raise RuntimeError("bad state")
+
+    harness.registry.register(broken_sync, "broken_sync")
+    harness.registry.register(broken_async, "broken_async")
+    sync_id = await harness.submit("broken_sync")
+    async_id = await harness.submit("broken_async")
+    harness.start(harness.worker())
+
+    sync_job = await harness.until_state(sync_id, JobState.FAILED, real_pause=0.001)
+    async_job = await harness.until_state(async_id, JobState.FAILED)
+
+    for job, function in ((sync_job, "broken_sync"), (async_job, "broken_async")):
+        assert job.last_error is not None
+        lines = job.last_error.traceback.splitlines()
+        assert lines[0] == "Traceback (most recent call last):"
+        assert f"in {function}" in lines[1]
+        assert "worker/run.py" not in job.last_error.traceback
+    assert sync_job.last_error is not None
+    assert sync_job.last_error.type == "KeyError"
+    assert sync_job.last_error.message == "'missing'"
 
 
 async def test_unknown_task_goes_dead(harness: Harness, logs: Logs) -> None:

@@ -11,6 +11,10 @@ from conveyor.domain.job import Job, WorkerId
 from conveyor.entrypoints.worker.outage import OUTAGE_ERRORS, StoreOutage
 from conveyor.entrypoints.worker.timing import Timer, wait_any
 
+# Claim this long after a retry's due time, so that the store, whose clock
+# decides when a job is due, already counts it as due.
+RETRY_WAKE_MARGIN_SECONDS = 0.005
+
 
 class Wakeups(Protocol):
     """Notifications that new jobs are due (LISTEN/NOTIFY for PostgreSQL)."""
@@ -26,7 +30,8 @@ class ClaimLoop:
     `room()` says how many jobs the worker can take now. When it is zero the
     loop waits for `room_freed`. A claim that fills its limit is followed by
     another at once, because more jobs are probably due. A shorter one means
-    the queues are drained, so the loop waits for a wakeup or `poll_seconds`.
+    the queues are drained, so the loop waits for a wakeup, for the next retry
+    that this worker knows to be due (see expect_due) or for `poll_seconds`.
     """
 
     def __init__(
@@ -58,6 +63,21 @@ class ClaimLoop:
         self._deliver = deliver
         self._room_freed = room_freed
         self._stop = stop
+        # Monotonic time at which a job of ours becomes due again, if sooner
+        # than the next poll; set by expect_due().
+        self._next_due: float | None = None
+        self._rescheduled = asyncio.Event()
+
+    def expect_due(self, seconds: float) -> None:
+        """Claim again in `seconds` at the latest, because a retry is due then.
+
+        Retries send no notification, so without this a retry with a short
+        backoff would wait for the next poll.
+        """
+        due = self._timer.monotonic() + seconds + RETRY_WAKE_MARGIN_SECONDS
+        if self._next_due is None or due < self._next_due:
+            self._next_due = due
+            self._rescheduled.set()
 
     async def run(self) -> None:
         while not self._stop.is_set():
@@ -85,24 +105,55 @@ class ClaimLoop:
                 await self._wait_for_jobs()
 
     async def _wait_for_jobs(self) -> None:
-        if self._wakeups is None:
-            await wait_any([self._stop], self._poll_seconds, self._timer)
-            return
-        notified = asyncio.ensure_future(self._wakeups.wait(self._poll_seconds))
-        stopped = asyncio.ensure_future(self._stop.wait())
+        """Wait for a wakeup, a known due retry or the poll interval."""
+        while not self._stop.is_set():
+            self._rescheduled.clear()
+            seconds = self._idle_seconds()
+            if seconds <= 0:
+                return
+            notified = False
+            if self._wakeups is None:
+                await wait_any([self._stop, self._rescheduled], seconds, self._timer)
+            else:
+                notified = await self._wait_for_notification(seconds)
+            # An earlier due retry ends the wait early: wait again, for less.
+            if notified or not self._rescheduled.is_set():
+                self._forget_past_due()
+                return
+
+    def _idle_seconds(self) -> float:
+        self._forget_past_due()
+        if self._next_due is None:
+            return self._poll_seconds
+        return min(self._poll_seconds, self._next_due - self._timer.monotonic())
+
+    def _forget_past_due(self) -> None:
+        if self._next_due is not None and self._next_due <= self._timer.monotonic():
+            self._next_due = None
+
+    async def _wait_for_notification(self, seconds: float) -> bool:
+        """Return True when a notification arrived within `seconds`."""
+        assert self._wakeups is not None
+        notified = asyncio.ensure_future(self._wakeups.wait(seconds))
+        interrupted = asyncio.ensure_future(
+            wait_any([self._stop, self._rescheduled], None, self._timer)
+        )
         try:
-            await asyncio.wait({notified, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {notified, interrupted}, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             notified.cancel()
-            stopped.cancel()
+            interrupted.cancel()
         if not notified.done() or notified.cancelled():
-            return
+            return False
         error = notified.exception()
         if error is None:
             self._wakeups_outage.succeeded()
-            return
-        if self._stop.is_set():
-            return
-        # A broken LISTEN connection must not stop claiming: poll until it is back.
-        delay = max(self._wakeups_outage.failed(error), self._poll_seconds)
-        await wait_any([self._stop], delay, self._timer)
+            return notified.result()
+        if not self._stop.is_set():
+            # A broken LISTEN connection must not stop claiming: poll until
+            # it is back.
+            delay = max(self._wakeups_outage.failed(error), self._poll_seconds)
+            await wait_any([self._stop], delay, self._timer)
+        return False

@@ -35,6 +35,7 @@ class Recorder:
         give_up: asyncio.Event,
         flush_size: int,
         flush_delay: float,
+        retry_scheduled: Callable[[float], None],
     ) -> None:
         if flush_size < 1:
             raise ValueError(f"flush_size must be >= 1, got {flush_size}")
@@ -47,6 +48,8 @@ class Recorder:
         self._give_up = give_up
         self._flush_size = flush_size
         self._flush_delay = flush_delay
+        # Called with the backoff in seconds of each job that will be retried.
+        self._retry_scheduled = retry_scheduled
         self._buffer: list[tuple[HeldJob, JsonValue]] = []
         self._has_results = asyncio.Event()
         self._flush_now = asyncio.Event()
@@ -165,12 +168,14 @@ class Recorder:
         elif outcome.target is JobState.DEAD:
             self._log.error("job_dead", **held.fields, **error_fields)
         else:
+            retry_in = outcome.retry_delay.total_seconds()
             self._log.warning(
                 "job_failed",
                 **held.fields,
                 **error_fields,
-                retry_in_seconds=round(outcome.retry_delay.total_seconds(), 3),
+                retry_in_seconds=round(retry_in, 3),
             )
+            self._retry_scheduled(retry_in)
 
     def _log_rejected(self, held: HeldJob, write: str) -> None:
         # A heartbeat may have reported the loss already, so log it once.

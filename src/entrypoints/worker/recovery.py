@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from typing import Any
 
 from conveyor.application.executing import ExecuteJobs, Recovery
@@ -29,6 +30,8 @@ class RecoveryLoop:
         timer: Timer,
         outage: StoreOutage,
         log: Any,
+        queues: Collection[str],
+        retry_scheduled: Callable[[float], None],
     ) -> None:
         if interval <= 0:
             raise ValueError(f"recovery interval must be positive, got {interval}")
@@ -38,6 +41,9 @@ class RecoveryLoop:
         self._timer = timer
         self._outage = outage
         self._log = log
+        self._queues = frozenset(queues)
+        # Called with the backoff of each recovered job of this worker's queues.
+        self._retry_scheduled = retry_scheduled
 
     async def run(self) -> None:
         while True:
@@ -69,14 +75,14 @@ class RecoveryLoop:
         if not recovered:
             return
         for recovery in recovered:
-            self._log_expiry(recovery)
+            self._report_expiry(recovery)
         self._log.info(
             "jobs_recovered",
             count=len(recovered),
             job_ids=[recovery.job.id for recovery in recovered],
         )
 
-    def _log_expiry(self, recovery: Recovery) -> None:
+    def _report_expiry(self, recovery: Recovery) -> None:
         job = recovery.job
         fields = {
             "job_id": job.id,
@@ -90,9 +96,10 @@ class RecoveryLoop:
         }
         if recovery.target is JobState.DEAD:
             self._log.error("lease_expired", **fields, max_attempts=job.max_attempts)
-        else:
-            self._log.warning(
-                "lease_expired",
-                **fields,
-                retry_in_seconds=round(recovery.retry_delay.total_seconds(), 3),
-            )
+            return
+        retry_in = recovery.retry_delay.total_seconds()
+        self._log.warning(
+            "lease_expired", **fields, retry_in_seconds=round(retry_in, 3)
+        )
+        if job.queue in self._queues:
+            self._retry_scheduled(retry_in)

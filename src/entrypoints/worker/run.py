@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures.thread
 import functools
+import os
 import traceback
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 import msgspec
@@ -193,14 +196,36 @@ def _as_json(result: object) -> Outcome:
 
 
 def error_info(error: BaseException) -> ErrorInfo:
-    """Describe an exception for the attempt record, cut to a few KB."""
+    """Describe an exception for the attempt record, cut to a few KB.
+
+    The traceback starts at the handler: frames of the worker and of the
+    thread pool that called it tell the reader nothing about the failure.
+    """
     message = str(error) or type(error).__name__
     if len(message) > MAX_ERROR_MESSAGE_CHARS:
         message = message[: MAX_ERROR_MESSAGE_CHARS - 3] + "..."
-    formatted = "".join(traceback.format_exception(error))
+    formatted = "".join(
+        traceback.format_exception(type(error), error, _handler_frames(error))
+    )
     # The end of a traceback names the failing line, so keep the end.
     if len(formatted) > MAX_TRACEBACK_CHARS:
         formatted = "...\n" + formatted[-(MAX_TRACEBACK_CHARS - 4) :]
     return ErrorInfo(
         type=type(error).__qualname__, message=message, traceback=formatted
     )
+
+
+_CALLER_FOLDERS = (
+    os.path.dirname(__file__) + os.sep,
+    os.path.dirname(concurrent.futures.thread.__file__) + os.sep,
+)
+
+
+def _handler_frames(error: BaseException) -> TracebackType | None:
+    frames = error.__traceback__
+    while frames is not None and frames.tb_frame.f_code.co_filename.startswith(
+        _CALLER_FOLDERS
+    ):
+        frames = frames.tb_next
+    # An error raised by the worker itself keeps its whole traceback.
+    return frames or error.__traceback__

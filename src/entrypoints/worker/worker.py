@@ -115,16 +115,6 @@ class Worker:
         self._no_running.set()
         self._ran = False
 
-        self._recorder = Recorder(
-            execute=execute,
-            held=self._held,
-            timer=self._timer,
-            log=self._log,
-            outage=self._outage("write"),
-            give_up=self._give_up,
-            flush_size=flush_size,
-            flush_delay=flush_delay,
-        )
         self._claimer = ClaimLoop(
             execute=execute,
             worker_id=worker_id,
@@ -139,6 +129,17 @@ class Worker:
             deliver=self._deliver,
             room_freed=self._room_freed,
             stop=self._stop,
+        )
+        self._recorder = Recorder(
+            execute=execute,
+            held=self._held,
+            timer=self._timer,
+            log=self._log,
+            outage=self._outage("write"),
+            give_up=self._give_up,
+            flush_size=flush_size,
+            flush_delay=flush_delay,
+            retry_scheduled=self._claimer.expect_due,
         )
         self._heartbeat = HeartbeatLoop(
             execute=execute,
@@ -155,6 +156,8 @@ class Worker:
             timer=self._timer,
             outage=self._outage("recovery"),
             log=self._log,
+            queues=self.queues,
+            retry_scheduled=self._claimer.expect_due,
         )
         self._runner: TaskRunner | None = None
 
