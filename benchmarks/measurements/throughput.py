@@ -1,0 +1,171 @@
+"""Worker throughput: pending no-op jobs drained by 1 and by 2 worker processes.
+
+The jobs are inserted through the system's batch API before any worker
+starts. The workers start, connect and report ready; the clock starts when
+all of them are told to go and stops at the first check that finds no
+unfinished job in the database, so completions still buffered in a worker
+count as unfinished. The peak RSS of each worker process is read from
+/proc at the end of the drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+
+import asyncpg
+
+from benchmarks.context import Context
+from benchmarks.processes import WorkerProcess, start_workers, stop_workers
+from benchmarks.results import Sample
+from benchmarks.systems.base import System
+
+NAME = "throughput"
+RSS = "worker RSS"
+
+# Give up when the handled count has not moved for this long.
+STALL_SECONDS = 30.0
+
+
+class DrainFailed(RuntimeError):
+    """The workers did not finish the jobs."""
+
+
+@dataclass(frozen=True)
+class Drain:
+    jobs: int
+    seconds: float
+    # Jobs handled by each worker process, and its peak RSS in bytes.
+    handled: list[int]
+    peak_rss: list[int]
+
+    @property
+    def rate(self) -> float:
+        return self.jobs / self.seconds
+
+
+def applies_to(system: System) -> bool:
+    return True
+
+
+def case_name(workers: int) -> str:
+    return f"{workers} worker process" + ("es" if workers > 1 else "")
+
+
+async def run(ctx: Context, system: System, round_no: int) -> list[Sample]:
+    samples = []
+    jobs = system.throughput_jobs(ctx.sizes.throughput_jobs)
+    for workers in ctx.sizes.worker_counts:
+        drain = await drain_jobs(ctx, system, jobs, workers)
+        case = case_name(workers)
+        detail = {
+            "jobs": jobs,
+            "seconds": round(drain.seconds, 4),
+            "handled": drain.handled,
+        }
+        samples.append(
+            Sample(
+                NAME, case, system.name, round_no, drain.rate, "jobs/s", True, detail
+            )
+        )
+        samples.append(
+            Sample(
+                RSS,
+                f"peak, {case}",
+                system.name,
+                round_no,
+                max(drain.peak_rss) / 1e6,
+                "MB",
+                False,
+                {"per_process_mb": [round(b / 1e6, 1) for b in drain.peak_rss]},
+            )
+        )
+    return samples
+
+
+async def drain_jobs(ctx: Context, system: System, jobs: int, workers: int) -> Drain:
+    """Empty the system's tables, add `jobs` pending jobs and drain them."""
+    await system.reset()
+    await system.fill(jobs)
+    await system.analyze()
+    return await drain_pending(ctx, system, jobs, workers)
+
+
+async def drain_pending(ctx: Context, system: System, jobs: int, workers: int) -> Drain:
+    """Start `workers` processes and time them draining `jobs` pending jobs."""
+    monitor = await asyncpg.connect(system.dsn)
+    try:
+        processes = await start_workers(
+            system.worker_module,
+            system.worker_args(),
+            workers,
+            ctx.log_dir,
+            system.worker_env(),
+        )
+        try:
+            await _checkpoint(monitor)
+            started = time.perf_counter()
+            for process in processes:
+                process.send("go")
+
+            handled = await _wait_handled(processes, jobs)
+            finished = await _wait_finished(system, monitor)
+            peak_rss = [p.peak_rss_bytes() for p in processes]
+        except BaseException:
+            await stop_workers(processes, force=True)
+            raise
+        await stop_workers(processes)
+    finally:
+        await monitor.close()
+
+    return Drain(jobs, finished - started, handled, peak_rss)
+
+
+async def _checkpoint(monitor: asyncpg.Connection) -> None:
+    """Flush dirty pages now, so a checkpoint is less likely during the drain."""
+    with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
+        await monitor.execute("CHECKPOINT")
+
+
+async def _wait_handled(processes: list[WorkerProcess], jobs: int) -> list[int]:
+    """Poll the workers until their handlers have run `jobs` times in total."""
+    last_total = -1
+    last_progress = time.perf_counter()
+    while True:
+        stats = await asyncio.gather(*(p.stat() for p in processes))
+        handled = [h for h, _ in stats]
+        total = sum(handled)
+        if total >= jobs:
+            return handled
+
+        now = time.perf_counter()
+        if total != last_total:
+            last_total, last_progress = total, now
+        elif now - last_progress > STALL_SECONDS:
+            raise DrainFailed(
+                f"workers handled {total} of {jobs} jobs and then nothing "
+                f"for {STALL_SECONDS:.0f} s; see logs {[str(p.log_path) for p in processes]}"
+            )
+        await asyncio.sleep(0.02)
+
+
+async def _wait_finished(system: System, monitor: asyncpg.Connection) -> float:
+    """Return the start time of the first check that saw no unfinished job.
+
+    A check that starts after the last completion committed sees zero, so
+    the drain ended between the previous check's start and this one's.
+    """
+    deadline = time.perf_counter() + STALL_SECONDS
+    while True:
+        checked_at = time.perf_counter()
+        if await system.unfinished(monitor) == 0:
+            return checked_at
+        if checked_at > deadline:
+            left = await system.unfinished(monitor)
+            raise DrainFailed(
+                f"{left} jobs were still unfinished {STALL_SECONDS:.0f} s "
+                "after every handler had run"
+            )
+        await asyncio.sleep(0.002)
