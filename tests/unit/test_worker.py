@@ -42,6 +42,7 @@ from conveyor.domain.states import JobState
 from conveyor.entrypoints.builtin_tasks import register_builtins
 from conveyor.entrypoints.tasks import JobContext, TaskRegistry
 from conveyor.entrypoints.worker import Worker
+from conveyor.entrypoints.worker.claim import PrefetchSizer
 from conveyor.entrypoints.worker.timing import ManualTimer
 
 LEASE_SECONDS = 30.0
@@ -623,6 +624,47 @@ async def test_claims_never_exceed_room(harness: Harness) -> None:
     assert harness.repository.claim_limits == [5]
     assert worker.running_count == 3
     assert worker.prefetched_count == 2
+
+
+def test_prefetch_grows_for_short_jobs() -> None:
+    sizer = PrefetchSizer(concurrency=10, minimum=1, maximum=100)
+    initial = sizer.size
+
+    for _ in range(50):
+        sizer.claim_finished(0.002)
+        sizer.job_finished(0.00005)
+
+    assert initial == 10
+    assert sizer.size == 100
+
+
+def test_prefetch_shrinks_for_long_jobs() -> None:
+    sizer = PrefetchSizer(concurrency=10, minimum=1, maximum=100)
+
+    for _ in range(50):
+        sizer.claim_finished(0.002)
+        sizer.job_finished(10.0)
+
+    assert sizer.size == 1
+
+
+def test_prefetch_follows_job_time() -> None:
+    sizer = PrefetchSizer(concurrency=4, minimum=1, maximum=100)
+
+    sizer.claim_finished(0.01)
+    sizer.job_finished(0.002)
+
+    # Twice the jobs that 4 slots start during one 10 ms claim: 2 * 4 * 5.
+    assert sizer.size == 40
+
+
+def test_fixed_prefetch_stays() -> None:
+    sizer = PrefetchSizer(concurrency=10, minimum=1, maximum=100, fixed=3)
+
+    sizer.claim_finished(0.002)
+    sizer.job_finished(0.00001)
+
+    assert sizer.size == 3
 
 
 async def test_full_batch_claims_again_at_once(harness: Harness) -> None:

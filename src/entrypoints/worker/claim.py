@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -22,6 +23,57 @@ class Wakeups(Protocol):
     async def wait(self, timeout: float) -> bool:  # noqa: ASYNC109
         """Return True when notified within `timeout` seconds, False otherwise."""
         ...
+
+
+class PrefetchSizer:
+    """Sizes the prefetch buffer to the jobs a worker starts per claim round trip.
+
+    While one claim is in flight, the buffer must feed the free slots, so it
+    needs about concurrency * claim_seconds / job_seconds jobs; twice that
+    leaves headroom. Short jobs thus get a deep buffer and few, large claims,
+    while long jobs get a shallow one and do not sit leased in one worker
+    while another is idle. A fixed size turns the adaptation off.
+    """
+
+    # Weight of the newest sample in the moving averages.
+    SMOOTHING = 0.1
+
+    def __init__(
+        self, concurrency: int, minimum: int, maximum: int, fixed: int | None = None
+    ) -> None:
+        if not 0 <= minimum <= maximum:
+            raise ValueError(f"need 0 <= minimum <= maximum, got {minimum}, {maximum}")
+        self._concurrency = concurrency
+        self._minimum = minimum
+        self._maximum = maximum
+        self._fixed = fixed
+        self._job_seconds: float | None = None
+        self._claim_seconds: float | None = None
+        self.size = (
+            fixed if fixed is not None else min(maximum, max(minimum, concurrency))
+        )
+
+    def job_finished(self, seconds: float) -> None:
+        self._job_seconds = self._average(self._job_seconds, seconds)
+        self._resize()
+
+    def claim_finished(self, seconds: float) -> None:
+        self._claim_seconds = self._average(self._claim_seconds, seconds)
+        self._resize()
+
+    def _average(self, current: float | None, sample: float) -> float:
+        if current is None:
+            return sample
+        return current + self.SMOOTHING * (sample - current)
+
+    def _resize(self) -> None:
+        if self._fixed is not None:
+            return
+        if self._job_seconds is None or self._claim_seconds is None:
+            return
+        job_seconds = max(self._job_seconds, 1e-6)
+        needed = 2 * self._concurrency * self._claim_seconds / job_seconds
+        self.size = min(self._maximum, max(self._minimum, math.ceil(needed)))
 
 
 class ClaimLoop:
@@ -49,6 +101,7 @@ class ClaimLoop:
         deliver: Callable[[list[Job]], None],
         room_freed: asyncio.Event,
         stop: asyncio.Event,
+        prefetch: PrefetchSizer,
     ) -> None:
         self._execute = execute
         self._worker_id = worker_id
@@ -63,6 +116,7 @@ class ClaimLoop:
         self._deliver = deliver
         self._room_freed = room_freed
         self._stop = stop
+        self._prefetch = prefetch
         # Monotonic time at which a job of ours becomes due again, if sooner
         # than the next poll; set by expect_due().
         self._next_due: float | None = None
@@ -87,6 +141,7 @@ class ClaimLoop:
                 await wait_any([self._room_freed, self._stop], None, self._timer)
                 continue
 
+            started = self._timer.monotonic()
             try:
                 jobs = await self._execute.claim(self._worker_id, self._queues, limit)
             except OUTAGE_ERRORS as exc:
@@ -98,6 +153,7 @@ class ClaimLoop:
                 await wait_any([self._stop], self._poll_seconds, self._timer)
                 continue
             self._outage.succeeded()
+            self._prefetch.claim_finished(self._timer.monotonic() - started)
 
             if jobs:
                 self._deliver(jobs)

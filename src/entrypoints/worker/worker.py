@@ -22,7 +22,7 @@ from conveyor.application.executing import ExecuteJobs
 from conveyor.application.ports import RandomSource
 from conveyor.domain.job import Job, JobId, WorkerId
 from conveyor.entrypoints.tasks import TaskRegistry
-from conveyor.entrypoints.worker.claim import ClaimLoop, Wakeups
+from conveyor.entrypoints.worker.claim import ClaimLoop, PrefetchSizer, Wakeups
 from conveyor.entrypoints.worker.heartbeat import HeartbeatLoop
 from conveyor.entrypoints.worker.holding import HeldJob, HeldJobs
 from conveyor.entrypoints.worker.outage import StoreOutage
@@ -50,8 +50,10 @@ class Worker:
     """Runs jobs from `queues` until request_stop() is called, then drains.
 
     Up to `concurrency` handlers run at once, and up to `prefetch` more claimed
-    jobs (default: `concurrency`) wait for a slot. Those waiting jobs hold a
-    lease and are released, not run, when the worker stops. `wakeups` is
+    jobs wait for a slot. Those waiting jobs hold a lease and are released,
+    not run, when the worker stops. Without a fixed `prefetch`, the buffer
+    follows the measured job and claim times (see PrefetchSizer), between 1
+    and `claim_batch` jobs. `wakeups` is
     awaited while the queues are empty; without it the worker polls every
     `poll_seconds`. `timer` and `random` exist for tests.
     """
@@ -94,7 +96,12 @@ class Worker:
         self._execute = execute
         self._registry = registry
         self._claim_batch = claim_batch
-        self._prefetch = concurrency if prefetch is None else max(0, prefetch)
+        self._prefetch = PrefetchSizer(
+            concurrency,
+            minimum=1,
+            maximum=claim_batch,
+            fixed=None if prefetch is None else max(0, prefetch),
+        )
         self._grace = shutdown_grace_seconds
         self._task_timeout = task_timeout_seconds
         self._timer: Timer = timer or LoopTimer()
@@ -129,6 +136,7 @@ class Worker:
             deliver=self._deliver,
             room_freed=self._room_freed,
             stop=self._stop,
+            prefetch=self._prefetch,
         )
         self._recorder = Recorder(
             execute=execute,
@@ -210,7 +218,7 @@ class Worker:
             "worker_started",
             queues=list(self.queues),
             concurrency=self.concurrency,
-            prefetch=self._prefetch,
+            prefetch=self._prefetch.size,
             tasks=self._registry.names(),
         )
 
@@ -290,12 +298,13 @@ class Worker:
             return 0
         running = len(self._running)
         waiting = len(self._ready)
-        free = self.concurrency + self._prefetch - running - waiting
+        prefetch = self._prefetch.size
+        free = self.concurrency + prefetch - running - waiting
         if free <= 0:
             return 0
         # While every slot is busy, wait until the prefetch buffer is half
         # empty, so that a busy worker claims in batches, not job by job.
-        if running >= self.concurrency and waiting > self._prefetch // 2:
+        if running >= self.concurrency and waiting > prefetch // 2:
             return 0
         return min(self._claim_batch, free)
 
@@ -336,6 +345,8 @@ class Worker:
 
     def _job_ended(self, held: HeldJob, task: asyncio.Task[None]) -> None:
         self._running.pop(held.job.id, None)
+        if held.started_at is not None:
+            self._prefetch.job_finished(self._timer.monotonic() - held.started_at)
         if not task.cancelled() and task.exception() is not None:
             self._log.error("job_crashed", **held.fields, exc_info=task.exception())
         self._start_ready()
