@@ -831,6 +831,54 @@ async def test_outage_during_completion_is_retried(harness: Harness) -> None:
     assert job.attempt == 1
 
 
+async def test_crash_before_flush_reruns_job(harness: Harness) -> None:
+    job_id = await harness.submit("echo", "once more")
+    crashed = harness.worker(flush_delay=1000.0, worker_id=WorkerId("crashed-1"))
+    crashed_run = harness.start(crashed)
+    await harness.timer.advance(0.5)
+    buffered = await harness.job(job_id)
+
+    # Cancelling run() drops the buffer, as a killed process would.
+    crashed_run.cancel()
+    await asyncio.gather(crashed_run, return_exceptions=True)
+    harness.start(harness.worker(recovery_seconds=1.0))
+    job = await harness.until_state(job_id, JobState.COMPLETED, step=0.5)
+
+    assert buffered.state is JobState.IN_PROGRESS
+    assert job.attempt == 2
+    assert [a.outcome for a in job.attempts] == [
+        AttemptOutcome.LEASE_EXPIRED,
+        AttemptOutcome.COMPLETED,
+    ]
+    assert job.attempts[0].worker_id == WorkerId("crashed-1")
+    assert job.result == "once more"
+
+
+async def test_unwritable_completion_reruns_job(harness: Harness, logs: Logs) -> None:
+    original = harness.repository.complete
+    calls = 0
+
+    async def complete_once_broken(completions: Sequence[Completion]) -> set[JobId]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("result column rejected the value")
+        return await original(completions)
+
+    harness.repository.complete = complete_once_broken  # type: ignore[method-assign]
+    job_id = await harness.submit("echo", 5)
+    harness.start(harness.worker(recovery_seconds=1.0))
+
+    job = await harness.until_state(job_id, JobState.COMPLETED, step=0.5)
+
+    assert job.attempt == 2
+    assert job.attempts[0].outcome is AttemptOutcome.LEASE_EXPIRED
+    [unwritten] = events(logs, "job_outcome_unwritten")
+    assert unwritten["log_level"] == "error"
+    assert unwritten["error_type"] == "RuntimeError"
+    assert_job_fields(unwritten, job_id, "echo")
+
+
 def test_heartbeat_must_be_shorter_than_lease(harness: Harness) -> None:
     with pytest.raises(ValueError, match="shorter than the lease"):
         harness.worker(heartbeat_seconds=LEASE_SECONDS)

@@ -77,9 +77,9 @@ class PrefetchSizer:
 
 
 class ClaimLoop:
-    """Claims until `stop` is set, then returns; an in-flight claim always finishes.
+    """Claims until `stop` is set, then returns once the claim in flight is done.
 
-    `room()` says how many jobs the worker can take now. When it is zero the
+    `room()` returns how many jobs the worker can take now. When it is zero the
     loop waits for `room_freed`. A claim that fills its limit is followed by
     another at once, because more jobs are probably due. A shorter one means
     the queues are drained, so the loop waits for a wakeup, for the next retry

@@ -1,7 +1,7 @@
 """Time for the worker: sleeps, timers and a monotonic clock.
 
-The worker reads time only through a Timer, so tests can drive it with a
-ManualTimer and never wait on the wall clock.
+The worker reads time only through a Timer, except inside Wakeups.wait(),
+so tests can drive it with a ManualTimer and never wait on the wall clock.
 """
 
 from __future__ import annotations
