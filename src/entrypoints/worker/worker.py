@@ -273,7 +273,8 @@ class Worker:
         await self._cancel_running()
 
         self._recorder.close()
-        await tasks["flusher"]
+        # A flusher that crashed was logged by _loop_ended; its jobs run again.
+        await asyncio.gather(tasks["flusher"], return_exceptions=True)
         tasks["heartbeat"].cancel()
         give_up_timer.cancel()
 
