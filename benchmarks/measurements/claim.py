@@ -3,9 +3,9 @@
 Each system that keeps finished jobs in its queue table gets a database of
 its own. For each size, ascending, the table is grown to that many finished
 rows (inserted with SQL in the shape the system leaves them, then VACUUM
-ANALYZE, as autovacuum would do), and then every round adds the pending jobs
-and times one worker process draining them. The rounds at one size rotate
-the system order like the other measurements.
+ANALYZE, as autovacuum would do). Then every round adds the pending jobs,
+runs ANALYZE and times one worker process draining them. The rounds at one
+size rotate the system order like the other measurements.
 
 PgQueuer is left out: it deletes a job from its queue table when the job
 finishes (history goes to pgqueuer_log), so its claim never meets finished
@@ -19,7 +19,7 @@ from collections.abc import Callable
 import asyncpg
 
 from benchmarks.context import Context
-from benchmarks.measurements.throughput import drain_pending
+from benchmarks.measurements.throughput import add_and_drain
 from benchmarks.results import Failure, Results, Sample
 from benchmarks.systems.base import System
 
@@ -69,8 +69,7 @@ async def run_all(
                 jobs = system.throughput_jobs(ctx.sizes.claim_jobs)
                 label = f"round {round_no}/{rounds} {NAME} {name} {case_name(size)}"
                 try:
-                    await system.fill(jobs)
-                    drain = await drain_pending(ctx, system, jobs, workers=1)
+                    drain = await add_and_drain(ctx, system, jobs, workers=1)
                 except Exception as exc:
                     message = f"{type(exc).__name__}: {exc}"
                     results.failures.append(Failure(NAME, name, round_no, message))

@@ -88,15 +88,16 @@ async def run(ctx: Context, system: System, round_no: int) -> list[Sample]:
 async def drain_jobs(ctx: Context, system: System, jobs: int, workers: int) -> Drain:
     """Empty the system's tables, add `jobs` pending jobs and drain them."""
     await system.reset()
-    await system.fill(jobs)
-    await system.analyze()
-    return await drain_pending(ctx, system, jobs, workers)
+    return await add_and_drain(ctx, system, jobs, workers)
 
 
-async def drain_pending(ctx: Context, system: System, jobs: int, workers: int) -> Drain:
-    """Start `workers` processes and time them draining `jobs` pending jobs."""
+async def add_and_drain(ctx: Context, system: System, jobs: int, workers: int) -> Drain:
+    """Add `jobs` pending jobs, then time `workers` processes draining them."""
     monitor = await asyncpg.connect(system.dsn)
     try:
+        after_id = await system.last_id(monitor)
+        await system.fill(jobs)
+        await system.analyze()
         processes = await start_workers(
             system.worker_module,
             system.worker_args(),
@@ -111,7 +112,7 @@ async def drain_pending(ctx: Context, system: System, jobs: int, workers: int) -
                 process.send("go")
 
             handled = await _wait_handled(processes, jobs)
-            finished = await _wait_finished(system, monitor)
+            finished = await _wait_finished(system, monitor, after_id)
             peak_rss = [p.peak_rss_bytes() for p in processes]
         except BaseException:
             await stop_workers(processes, force=True)
@@ -151,7 +152,9 @@ async def _wait_handled(processes: list[WorkerProcess], jobs: int) -> list[int]:
         await asyncio.sleep(0.02)
 
 
-async def _wait_finished(system: System, monitor: asyncpg.Connection) -> float:
+async def _wait_finished(
+    system: System, monitor: asyncpg.Connection, after_id: int
+) -> float:
     """Return the start time of the first check that saw no unfinished job.
 
     A check that starts after the last completion committed sees zero, so
@@ -160,10 +163,10 @@ async def _wait_finished(system: System, monitor: asyncpg.Connection) -> float:
     deadline = time.perf_counter() + STALL_SECONDS
     while True:
         checked_at = time.perf_counter()
-        if await system.unfinished(monitor) == 0:
+        if await system.unfinished(monitor, after_id) == 0:
             return checked_at
         if checked_at > deadline:
-            left = await system.unfinished(monitor)
+            left = await system.unfinished(monitor, after_id)
             raise DrainFailed(
                 f"{left} jobs were still unfinished {STALL_SECONDS:.0f} s "
                 "after every handler had run"

@@ -70,8 +70,19 @@ class System(ABC):
         return [("", self.open_producer)]
 
     @abstractmethod
-    async def unfinished(self, connection: asyncpg.Connection) -> int:
-        """Count jobs not yet finished (pending or running)."""
+    async def unfinished(self, connection: asyncpg.Connection, after_id: int) -> int:
+        """Count unfinished (pending or running) jobs whose id is above `after_id`.
+
+        Bounding by id keeps the check to the jobs of one drain, however
+        many finished rows the table holds.
+        """
+
+    async def last_id(self, connection: asyncpg.Connection) -> int:
+        """Return the highest job id so far; jobs added later have higher ids."""
+        last: int = await connection.fetchval(
+            f"SELECT coalesce(max(id), 0) FROM {self.tables[0]}"
+        )
+        return last
 
     async def reset(self) -> None:
         """Empty the system's tables so each measurement starts alike."""

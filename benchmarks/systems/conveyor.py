@@ -106,9 +106,11 @@ class Conveyor(System):
         queue = await stack.enter_async_context(open_queue(settings))
         return ConveyorProducer(queue, stack)
 
-    async def unfinished(self, connection: asyncpg.Connection) -> int:
+    async def unfinished(self, connection: asyncpg.Connection, after_id: int) -> int:
         count: int = await connection.fetchval(
-            "SELECT count(*) FROM jobs WHERE state IN ('PENDING', 'IN_PROGRESS', 'FAILED')"
+            "SELECT count(*) FROM jobs WHERE id > $1"
+            " AND state IN ('PENDING', 'IN_PROGRESS', 'FAILED')",
+            after_id,
         )
         return count
 

@@ -67,9 +67,11 @@ class PgQueuer(System):
     async def open_producer(self) -> Producer:
         return PgQueuerProducer(await asyncpg.connect(self.dsn))
 
-    async def unfinished(self, connection: asyncpg.Connection) -> int:
+    async def unfinished(self, connection: asyncpg.Connection, after_id: int) -> int:
         # PgQueuer deletes a job when it succeeds; what is left is unfinished.
-        count: int = await connection.fetchval("SELECT count(*) FROM pgqueuer")
+        count: int = await connection.fetchval(
+            "SELECT count(*) FROM pgqueuer WHERE id > $1", after_id
+        )
         return count
 
 

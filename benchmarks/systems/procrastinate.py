@@ -97,9 +97,11 @@ class Procrastinate(System):
         # as succeeded fires no trigger, so no event rows are written.
         await connection.execute(ADD_FINISHED, count)
 
-    async def unfinished(self, connection: asyncpg.Connection) -> int:
+    async def unfinished(self, connection: asyncpg.Connection, after_id: int) -> int:
         count: int = await connection.fetchval(
-            "SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')"
+            "SELECT count(*) FROM procrastinate_jobs"
+            " WHERE id > $1 AND status IN ('todo', 'doing')",
+            after_id,
         )
         return count
 

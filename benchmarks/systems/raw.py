@@ -111,9 +111,9 @@ class Raw(System):
     async def open_producer(self) -> Producer:
         return RawProducer(await asyncpg.connect(self.dsn))
 
-    async def unfinished(self, connection: asyncpg.Connection) -> int:
+    async def unfinished(self, connection: asyncpg.Connection, after_id: int) -> int:
         count: int = await connection.fetchval(
-            "SELECT count(*) FROM raw_jobs WHERE status < 2"
+            "SELECT count(*) FROM raw_jobs WHERE id > $1 AND status < 2", after_id
         )
         return count
 
