@@ -98,23 +98,34 @@ async def _run_on_server(server_url: str, statement: str) -> None:
         await connection.close()
 
 
-@pytest.fixture(scope="session")
-def database_url(postgres_server_url: str) -> Iterator[str]:
-    """Plain postgresql:// URL of this session's migrated test database."""
+@contextlib.contextmanager
+def empty_database(server_url: str) -> Iterator[str]:
+    """Create a database `conveyor_test_<random>`; drop it on exit."""
     name = f"conveyor_test_{secrets.token_hex(6)}"
     assert _DATABASE_NAME.match(name)
     # A database name cannot be a query parameter; `name` is checked above.
-    asyncio.run(_run_on_server(postgres_server_url, f'CREATE DATABASE "{name}"'))
-    url = _with_database(postgres_server_url, name)
+    asyncio.run(_run_on_server(server_url, f'CREATE DATABASE "{name}"'))
     try:
-        asyncio.run(upgrade(url))
-        yield url
+        yield _with_database(server_url, name)
     finally:
         asyncio.run(
-            _run_on_server(
-                postgres_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
-            )
+            _run_on_server(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         )
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_server_url: str) -> Iterator[str]:
+    """Plain postgresql:// URL of this session's migrated test database."""
+    with empty_database(postgres_server_url) as url:
+        asyncio.run(upgrade(url))
+        yield url
+
+
+@pytest.fixture
+def empty_database_url(postgres_server_url: str) -> Iterator[str]:
+    """URL of a new database without tables, dropped after the test."""
+    with empty_database(postgres_server_url) as url:
+        yield url
 
 
 async def truncate_tables(url: str) -> None:

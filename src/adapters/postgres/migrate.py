@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import threading
 from pathlib import Path
 
 from alembic import command
@@ -36,23 +37,33 @@ def alembic_config() -> Config:
     return config
 
 
-@translate_errors
+# Alembic keeps the running migration context in module globals, so one
+# process runs one migration at a time, each in a thread of its own.
+_alembic_lock = threading.Lock()
+
+
 async def upgrade(url: str, revision: str = "head") -> None:
     """Migrate the database at `url` to `revision` (the newest by default)."""
-    engine = create_async_engine(parse_url(url), poolclass=NullPool)
-    try:
-        async with engine.connect() as connection:
-            await connection.run_sync(_upgrade, revision)
-    finally:
-        await engine.dispose()
+    await asyncio.to_thread(upgrade_sync, url, revision)
 
 
 def upgrade_sync(url: str, revision: str = "head") -> None:
     """Blocking form of `upgrade`, for code that runs no event loop."""
-    asyncio.run(upgrade(url, revision))
+    with _alembic_lock:
+        asyncio.run(_upgrade(url, revision))
 
 
-def _upgrade(connection: Connection, revision: str) -> None:
+@translate_errors
+async def _upgrade(url: str, revision: str) -> None:
+    engine = create_async_engine(parse_url(url), poolclass=NullPool)
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(_run_alembic, revision)
+    finally:
+        await engine.dispose()
+
+
+def _run_alembic(connection: Connection, revision: str) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, revision)
