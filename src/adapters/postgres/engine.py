@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 _ASYNCPG_DRIVER = "postgresql+asyncpg"
@@ -40,11 +41,11 @@ def mask_url(url: str | URL) -> str:
     """Return the URL with its password replaced by ***, for logs."""
     try:
         parsed = parse_url(url) if isinstance(url, str) else url
-    except Exception:
+    except (ArgumentError, ValueError):
         return "<invalid database URL>"
-    if parsed.password is not None:
-        parsed = parsed.set(password="***")
-    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+    if "password" in parsed.query:
+        parsed = parsed.update_query_dict({"password": "***"})
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=True)
 
 
 def _encode_json(value: Any) -> str:

@@ -74,10 +74,11 @@ class JobWakeups:
         A notification that arrived since the previous wait returns at once,
         so one sent while the worker was busy is not lost.
         """
-        try:
-            await asyncio.wait_for(self._wakeup.wait(), timeout)
-        except TimeoutError:
-            return False
+        if not self._wakeup.is_set():
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+            except TimeoutError:
+                return False
         self._wakeup.clear()
         return True
 
