@@ -1,0 +1,197 @@
+"""Claim rate on an empty jobs table versus one full of finished jobs.
+
+    python -m benchmarks.claim_table_size --database-url postgresql://... \
+        [--finished-rows 1000000] [--jobs 20000] [--batch 100] [--rounds 3]
+
+The database must hold no jobs yet (use a scratch database): the script
+migrates it, measures, and empties the jobs tables again at the end.
+
+One round submits --jobs jobs, then one worker drains them: claim a batch,
+complete it, repeat. The rate is jobs per second of draining. The claim
+index only holds claimable jobs, so finished rows should barely slow it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+import uuid
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from conveyor.adapters.postgres.engine import create_engine, mask_url
+from conveyor.adapters.postgres.migrate import upgrade
+from conveyor.adapters.postgres.repository import PostgresJobRepository
+from conveyor.adapters.postgres.tables import jobs
+from conveyor.application.ports import ClaimRequest, Completion, Lease, NewJob
+from conveyor.domain.job import JobRequest, LeaseToken, WorkerId
+from conveyor.domain.states import JobState
+
+WORKER = WorkerId("benchmark")
+LEASE = timedelta(seconds=60)
+SUBMIT_BATCH = 5000
+
+
+async def submit(repository: PostgresJobRepository, count: int) -> None:
+    for start in range(0, count, SUBMIT_BATCH):
+        size = min(SUBMIT_BATCH, count - start)
+        await repository.add_many(
+            [NewJob(JobRequest("noop", {"n": start + i}), 3, "") for i in range(size)]
+        )
+
+
+async def drain(repository: PostgresJobRepository, batch: int) -> int:
+    """Claim and complete batches until no job is due; return the jobs done."""
+    done = 0
+    while True:
+        claimed = await repository.claim(
+            ClaimRequest(WORKER, ("default",), batch, LeaseToken(uuid.uuid4()), LEASE)
+        )
+        if not claimed:
+            return done
+        completions = [
+            Completion(Lease(job.id, job.lease_token))
+            for job in claimed
+            if job.lease_token is not None
+        ]
+        done += len(await repository.complete(completions))
+
+
+async def vacuum(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        await autocommit.execute(sa.text("VACUUM ANALYZE jobs"))
+        await autocommit.execute(sa.text("VACUUM ANALYZE job_attempts"))
+
+
+async def measure(
+    engine: AsyncEngine,
+    repository: PostgresJobRepository,
+    jobs_per_round: int,
+    batch: int,
+    rounds: int,
+) -> float:
+    """Return the median drain rate in jobs per second over `rounds` rounds."""
+    rates = []
+    for _ in range(rounds):
+        await submit(repository, jobs_per_round)
+        await vacuum(engine)
+        started = time.perf_counter()
+        done = await drain(repository, batch)
+        elapsed = time.perf_counter() - started
+        if done != jobs_per_round:
+            raise RuntimeError(f"drained {done} jobs, expected {jobs_per_round}")
+        rates.append(done / elapsed)
+    return statistics.median(rates)
+
+
+async def insert_finished(engine: AsyncEngine, count: int) -> None:
+    """Insert `count` COMPLETED jobs with one INSERT ... SELECT generate_series."""
+    number = sa.func.generate_series(1, count).table_valued("n").render_derived()
+    now = sa.func.now()
+    rows = sa.select(
+        sa.literal("noop"),
+        sa.literal("default"),
+        sa.func.jsonb_build_object(sa.literal("n"), number.c.n),
+        sa.literal(JobState.COMPLETED.value),
+        now,
+        sa.literal(1),
+        sa.literal(3),
+        sa.literal(WORKER),
+        now,
+        now,
+    )
+    columns = [
+        "task",
+        "queue",
+        "payload",
+        "state",
+        "run_at",
+        "attempt",
+        "max_attempts",
+        "worker_id",
+        "started_at",
+        "finished_at",
+    ]
+    async with engine.begin() as connection:
+        await connection.execute(sa.insert(jobs).from_select(columns, rows))
+
+
+async def count_jobs(engine: AsyncEngine) -> int:
+    async with engine.connect() as connection:
+        total = await connection.scalar(sa.select(sa.func.count()).select_from(jobs))
+    return int(total or 0)
+
+
+async def empty_tables(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(sa.text("TRUNCATE jobs, job_attempts"))
+
+
+async def run(arguments: argparse.Namespace) -> None:
+    await upgrade(arguments.database_url)
+    engine = create_engine(arguments.database_url, pool_size=2)
+    repository = PostgresJobRepository(engine)
+    try:
+        if await count_jobs(engine):
+            sys.exit(
+                "the jobs table is not empty; point --database-url at a scratch database"
+            )
+        print(f"database: {mask_url(arguments.database_url)}")
+        print(
+            f"rounds of {arguments.jobs} jobs, claim batch {arguments.batch}, "
+            f"median of {arguments.rounds}"
+        )
+
+        empty_rate = await measure(
+            engine, repository, arguments.jobs, arguments.batch, arguments.rounds
+        )
+        print(f"empty table:            {empty_rate:10,.0f} jobs/s")
+
+        started = time.perf_counter()
+        await insert_finished(engine, arguments.finished_rows)
+        print(
+            f"inserted {arguments.finished_rows:,} finished jobs "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
+        full_rate = await measure(
+            engine, repository, arguments.jobs, arguments.batch, arguments.rounds
+        )
+        print(f"{await count_jobs(engine):,} rows in table: {full_rate:10,.0f} jobs/s")
+        print(f"ratio (full / empty):   {full_rate / empty_rate:10.2f}")
+    finally:
+        await empty_tables(engine)
+        await engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database-url", required=True, help="postgresql:// URL")
+    parser.add_argument(
+        "--finished-rows",
+        type=int,
+        default=1_000_000,
+        help="finished jobs inserted before the second measurement (default 1000000)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=20_000,
+        help="jobs drained per round (default 20000)",
+    )
+    parser.add_argument(
+        "--batch", type=int, default=100, help="jobs per claim (default 100)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds per measurement (default 3)"
+    )
+    asyncio.run(run(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()
