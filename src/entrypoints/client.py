@@ -39,7 +39,7 @@ Json = dict[str, Any]
 
 
 class ApiError(Exception):
-    """The API answered with an error status; `detail` says what was wrong."""
+    """The API returned an error status; `detail` describes what was wrong."""
 
     def __init__(
         self,

@@ -1,9 +1,9 @@
 """`conveyor dev`: PostgreSQL, migrations, the API and a worker in one command.
 
 The API and the worker run as child processes (`conveyor api`, `conveyor
-worker`) with the database URL in their environment, each in its own
-session so that a Ctrl-C reaches only this supervisor, which then stops
-them in order: SIGTERM, a grace period, then SIGKILL.
+worker`) with the database URL in their environment. Each runs in its own
+session, so a Ctrl-C reaches only this supervisor. The supervisor then stops
+them with SIGTERM, waits for a grace period, and sends SIGKILL to any left.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ log = get_logger("conveyor.dev")
 
 # Extra seconds a child gets beyond the worker's drain grace before SIGKILL.
 KILL_MARGIN_SECONDS = 10.0
-# How long the API may take to answer /health after it was started.
+# How long after its start the API may take to return 200 from /health.
 API_START_TIMEOUT_SECONDS = 30.0
 _PR_SET_PDEATHSIG = 1
 

@@ -33,7 +33,7 @@ class EmbeddedPostgres:
     _server: Any
 
     def stop(self) -> None:
-        """Stop the server unless another process still holds it open."""
+        """Stop the server unless another process still uses it."""
         self._server.cleanup()
         log.info("embedded_postgres_stopped", pgdata=str(self.pgdata))
 

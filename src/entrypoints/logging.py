@@ -26,8 +26,8 @@ _LEVELS = {
     "CRITICAL": logging.CRITICAL,
 }
 
-# Libraries that log every request or statement at INFO; their lines add
-# nothing that conveyor's own events do not already say.
+# Libraries that log every request or statement at INFO. Their lines add
+# nothing that conveyor's own events do not already log.
 _QUIET_LOGGERS = (
     "uvicorn.access",
     "httpx",

@@ -1,4 +1,4 @@
-"""The HTTP API on the PostgreSQL store, and its answers while the database is down."""
+"""The HTTP API on the PostgreSQL store, and its responses while the database is down."""
 
 from __future__ import annotations
 

@@ -67,10 +67,10 @@ class SubmitJob(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     is known exactly and checked without encoding it again.
     """
 
-    # Names are checked by JobRequest, whose messages say which characters are valid.
+    # JobRequest checks names, and its messages list the valid characters.
     task: str
     payload: msgspec.Raw = msgspec.field(default_factory=lambda: NULL_PAYLOAD)
-    # None: the task's registered queue when the API knows the task, else "default".
+    # None: the task's registered queue when the API loaded the task, else "default".
     queue: str | None = None
     priority: Priority = 0
     # Optional fields carry no msgspec constraints because Litestar's OpenAPI
