@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import msgspec
 
+from conveyor.adapters.postgres.tables import jobs
 from conveyor.domain.job import (
     Attempt,
     AttemptOutcome,
     ErrorInfo,
     Job,
-    JobId,
     JsonValue,
-    LeaseToken,
     WorkerId,
 )
 from conveyor.domain.states import JobState
@@ -25,35 +25,87 @@ def encode_json(value: JsonValue) -> str:
     return msgspec.json.encode(value).decode()
 
 
-def job_from_row(row: Any) -> Job:
-    """Build a Job from a row holding every column of `jobs`, without attempts."""
+# Rows carry the columns of `jobs` first, in this order; job_from_row unpacks
+# them by position, which is much faster than by name.
+JOB_COLUMNS = (
+    "id",
+    "task",
+    "queue",
+    "payload",
+    "priority",
+    "state",
+    "run_at",
+    "attempt",
+    "max_attempts",
+    "idempotency_key",
+    "fingerprint",
+    "worker_id",
+    "lease_token",
+    "lease_expires_at",
+    "started_at",
+    "finished_at",
+    "result",
+    "last_error_type",
+    "last_error_message",
+    "last_error_traceback",
+    "created_at",
+    "updated_at",
+)
+if tuple(column.name for column in jobs.c) != JOB_COLUMNS:
+    raise RuntimeError("JOB_COLUMNS does not match the columns of the jobs table")
+
+_STATES = {state.value: state for state in JobState}
+
+
+def job_from_row(row: Sequence[Any]) -> Job:
+    """Build a Job, without attempts, from a row that starts with every jobs column."""
+    (
+        job_id,
+        task,
+        queue,
+        payload,
+        priority,
+        state,
+        run_at,
+        attempt,
+        max_attempts,
+        idempotency_key,
+        fingerprint,
+        worker_id,
+        lease_token,
+        lease_expires_at,
+        started_at,
+        finished_at,
+        result,
+        error_type,
+        error_message,
+        error_traceback,
+        created_at,
+        updated_at,
+    ) = row[: len(JOB_COLUMNS)]
     last_error = None
-    if row.last_error_type is not None:
-        last_error = ErrorInfo(
-            row.last_error_type,
-            row.last_error_message or "",
-            row.last_error_traceback or "",
-        )
+    if error_type is not None:
+        last_error = ErrorInfo(error_type, error_message or "", error_traceback or "")
     return Job(
-        id=JobId(row.id),
-        task=row.task,
-        queue=row.queue,
-        payload=row.payload,
-        priority=row.priority,
-        state=JobState(row.state),
-        run_at=row.run_at,
-        attempt=row.attempt,
-        max_attempts=row.max_attempts,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        idempotency_key=row.idempotency_key,
-        fingerprint=row.fingerprint,
-        worker_id=None if row.worker_id is None else WorkerId(row.worker_id),
-        lease_token=None if row.lease_token is None else LeaseToken(row.lease_token),
-        lease_expires_at=row.lease_expires_at,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        result=row.result,
+        id=job_id,
+        task=task,
+        queue=queue,
+        payload=payload,
+        priority=priority,
+        state=_STATES[state],
+        run_at=run_at,
+        attempt=attempt,
+        max_attempts=max_attempts,
+        created_at=created_at,
+        updated_at=updated_at,
+        idempotency_key=idempotency_key,
+        fingerprint=fingerprint,
+        worker_id=worker_id,
+        lease_token=lease_token,
+        lease_expires_at=lease_expires_at,
+        started_at=started_at,
+        finished_at=finished_at,
+        result=result,
         last_error=last_error,
     )
 

@@ -21,15 +21,12 @@ from conveyor.adapters.postgres.tables import (
     is_in_progress,
     job_attempts,
     jobs,
+    text_constant,
 )
 from conveyor.domain.job import AttemptOutcome
 from conveyor.domain.states import JobState
 
 NOW = sa.func.now() + sa.bindparam("time_shift", type_=sa.Interval)
-
-
-def _constant(value: str) -> sa.BindParameter[str]:
-    return sa.literal(value, sa.Text, literal_execute=True)
 
 
 def _array(name: str, item_type: sa.types.TypeEngine[Any]) -> sa.BindParameter[Any]:
@@ -40,28 +37,28 @@ def _notify_if_due() -> sa.ColumnElement[object]:
     # PostgreSQL delivers a notification at commit and drops duplicates
     # within a transaction, so a batch sends one per queue.
     return sa.case(
-        (jobs.c.run_at <= NOW, sa.func.pg_notify(_constant(CHANNEL), jobs.c.queue)),
+        (jobs.c.run_at <= NOW, sa.func.pg_notify(text_constant(CHANNEL), jobs.c.queue)),
     ).label("notified")
 
 
 def attempts_json(job_id: sa.ColumnElement[int]) -> sa.Label[object]:
     """Finished attempts of the job `job_id`, oldest first, as a JSON array or NULL."""
     record = sa.func.jsonb_build_object(
-        _constant("attempt"),
+        text_constant("attempt"),
         job_attempts.c.attempt,
-        _constant("worker_id"),
+        text_constant("worker_id"),
         job_attempts.c.worker_id,
-        _constant("started_at"),
+        text_constant("started_at"),
         job_attempts.c.started_at,
-        _constant("finished_at"),
+        text_constant("finished_at"),
         job_attempts.c.finished_at,
-        _constant("outcome"),
+        text_constant("outcome"),
         job_attempts.c.outcome,
-        _constant("error_type"),
+        text_constant("error_type"),
         job_attempts.c.error_type,
-        _constant("error_message"),
+        text_constant("error_message"),
         job_attempts.c.error_message,
-        _constant("error_traceback"),
+        text_constant("error_traceback"),
         job_attempts.c.error_traceback,
     )
     return (
@@ -112,11 +109,11 @@ def _insert_jobs() -> sa.Insert:
         new.c.queue,
         sa.cast(new.c.payload, JSONB),
         new.c.priority,
-        _constant(JobState.PENDING.value),
+        text_constant(JobState.PENDING.value),
         sa.func.coalesce(
             new.c.run_at, NOW + sa.func.coalesce(new.c.delay, sa.text("interval '0'"))
         ),
-        sa.literal(0, literal_execute=True),
+        sa.literal(0),
         new.c.max_attempts,
         new.c.idempotency_key,
         new.c.fingerprint,
@@ -154,6 +151,12 @@ def _select_by_keys() -> sa.Select[tuple[object, ...]]:
     )
 
 
+def _ids_of(rows: sa.CTE) -> sa.ColumnElement[Any]:
+    """Collect the ids in `rows` into one bigint array."""
+    collected = sa.select(sa.func.array_agg(rows.c.id)).scalar_subquery()
+    return sa.cast(collected, ARRAY(sa.BigInteger()))
+
+
 def _claim() -> sa.Update:
     """Lease due jobs of the requested queues in claim order.
 
@@ -186,9 +189,11 @@ def _claim() -> sa.Update:
     )
     return (
         sa.update(jobs)
-        .where(jobs.c.id == due.c.id)
+        # An array of ids makes the update an index scan on the primary key;
+        # a join with the CTE may become a sequential scan of the table.
+        .where(jobs.c.id == sa.any_(_ids_of(due)))
         .values(
-            state=_constant(JobState.IN_PROGRESS.value),
+            state=text_constant(JobState.IN_PROGRESS.value),
             attempt=jobs.c.attempt + 1,
             worker_id=sa.bindparam("worker_id", type_=sa.Text),
             lease_token=sa.bindparam("lease_token", type_=UUID(as_uuid=True)),
@@ -217,8 +222,11 @@ def _leases(*extra: InputColumn) -> sa.TableValuedAlias:
 
 
 def _holds(held: sa.TableValuedAlias) -> sa.ColumnElement[bool]:
-    """The job runs under the given lease token (live or not)."""
+    """Match jobs running under the given lease tokens, live or expired."""
     return sa.and_(
+        # Looking the ids up in the primary key keeps the plan an index scan,
+        # whatever the planner estimates for the join with the input.
+        jobs.c.id == sa.any_(_array("job_ids", sa.BigInteger())),
         jobs.c.id == held.c.id,
         is_in_progress(),
         jobs.c.lease_token == held.c.lease_token,
@@ -236,7 +244,7 @@ def _record_attempts(
         ended.c.worker_id,
         ended.c.started_at,
         NOW,
-        _constant(outcome.value),
+        text_constant(outcome.value),
     ]
     if with_error:
         columns += ["error_type", "error_message", "error_traceback"]
@@ -268,7 +276,7 @@ def _complete() -> sa.Insert:
         sa.update(jobs)
         .where(_holds(held), jobs.c.lease_expires_at > NOW)
         .values(
-            state=_constant(JobState.COMPLETED.value),
+            state=text_constant(JobState.COMPLETED.value),
             result=sa.cast(held.c.result, JSONB),
             finished_at=NOW,
             updated_at=NOW,
@@ -292,8 +300,8 @@ _FAILURE_INPUT: tuple[InputColumn, ...] = (
 
 def _failed_values(failure: sa.FromClause) -> dict[str, object]:
     """Mirror Job.failed: FAILED waits out its retry delay, DEAD is finished."""
-    to_failed = failure.c.target == _constant(JobState.FAILED.value)
-    to_dead = failure.c.target == _constant(JobState.DEAD.value)
+    to_failed = failure.c.target == text_constant(JobState.FAILED.value)
+    to_dead = failure.c.target == text_constant(JobState.DEAD.value)
     return {
         "state": failure.c.target,
         "run_at": sa.case(
@@ -377,7 +385,7 @@ def _release() -> sa.Insert:
         sa.update(jobs)
         .where(jobs.c.id == locked.c.id)
         .values(
-            state=_constant(JobState.PENDING.value),
+            state=text_constant(JobState.PENDING.value),
             attempt=sa.func.greatest(jobs.c.attempt - 1, 0),
             run_at=NOW,
             lease_token=sa.null(),
@@ -433,7 +441,7 @@ def _cancel() -> sa.Select[tuple[object, ...]]:
     """Mirror Job.cancelled."""
     return _moved_with_attempts(
         {
-            "state": _constant(JobState.CANCELLED.value),
+            "state": text_constant(JobState.CANCELLED.value),
             "finished_at": NOW,
             "updated_at": NOW,
         },
@@ -445,7 +453,7 @@ def _requeue() -> sa.Select[tuple[object, ...]]:
     """Mirror Job.requeued: a fresh attempt budget, due now; history is kept."""
     return _moved_with_attempts(
         {
-            "state": _constant(JobState.PENDING.value),
+            "state": text_constant(JobState.PENDING.value),
             "attempt": 0,
             "run_at": NOW,
             "finished_at": sa.null(),

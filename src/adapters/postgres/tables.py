@@ -7,6 +7,8 @@ the same statement that changes the job.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
@@ -69,13 +71,24 @@ job_attempts = sa.Table(
 )
 
 
-def _state_in(states: frozenset[JobState] | set[JobState]) -> sa.ColumnElement[bool]:
-    # Values are rendered into the SQL text, not sent as parameters, so that
-    # the planner can match a query's predicate to a partial index.
-    values = sorted(state.value for state in states)
-    return jobs.c.state.in_(
-        sa.bindparam("states", values, expanding=True, literal_execute=True)
+_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+def text_constant(value: str) -> sa.ColumnElement[str]:
+    """Return `value` as a quoted SQL literal, rendered into the statement text.
+
+    Constants are part of the SQL text rather than parameters, so that the
+    planner can match a query's predicate to a partial index, and so that no
+    parameter has to be filled in on every execution.
+    """
+    quoted = sa.literal(value, sa.Text).compile(
+        dialect=_DIALECT, compile_kwargs={"literal_binds": True}
     )
+    return sa.literal_column(str(quoted), sa.Text)
+
+
+def _state_in(states: Iterable[JobState]) -> sa.ColumnElement[bool]:
+    return jobs.c.state.in_([text_constant(state.value) for state in sorted(states)])
 
 
 def is_claimable() -> sa.ColumnElement[bool]:
@@ -84,12 +97,10 @@ def is_claimable() -> sa.ColumnElement[bool]:
 
 
 def is_in_progress() -> sa.ColumnElement[bool]:
-    return jobs.c.state == sa.literal(JobState.IN_PROGRESS.value, literal_execute=True)
+    return jobs.c.state == text_constant(JobState.IN_PROGRESS.value)
 
 
-jobs.append_constraint(
-    sa.CheckConstraint(_state_in(set(JobState)), name="jobs_state_check")
-)
+jobs.append_constraint(sa.CheckConstraint(_state_in(JobState), name="jobs_state_check"))
 jobs.append_constraint(sa.CheckConstraint("attempt >= 0", name="jobs_attempt_check"))
 jobs.append_constraint(
     sa.CheckConstraint("max_attempts >= 1", name="jobs_max_attempts_check")
@@ -119,12 +130,7 @@ jobs.append_constraint(
 job_attempts.append_constraint(
     sa.CheckConstraint(
         job_attempts.c.outcome.in_(
-            sa.bindparam(
-                "outcomes",
-                [outcome.value for outcome in AttemptOutcome],
-                expanding=True,
-                literal_execute=True,
-            )
+            [text_constant(outcome.value) for outcome in AttemptOutcome]
         ),
         name="job_attempts_outcome_check",
     )
