@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 from benchmarks.results import Results, Summary
@@ -73,6 +74,31 @@ def ratio_table(results: Results) -> list[str]:
     return lines
 
 
+def work_table(results: Results) -> list[str]:
+    """Database counters per job while one worker process drained the jobs."""
+    per_system: dict[str, list[dict[str, float]]] = {}
+    for sample in results.samples:
+        if (sample.measurement, sample.case) == ("throughput", "1 worker process"):
+            if "per_job" in sample.detail:
+                per_system.setdefault(sample.system, []).append(
+                    sample.detail["per_job"]
+                )
+    if not per_system:
+        return []
+    names = list(next(iter(per_system.values()))[0])
+    lines = [
+        "| system | " + " | ".join(f"{name} per job" for name in names) + " |",
+        "| --- | " + " | ".join("---:" for _ in names) + " |",
+    ]
+    for system in [s for s in _systems(results) if s in per_system]:
+        cells = [
+            f"{statistics.median(d[name] for d in per_system[system]):.2f}"
+            for name in names
+        ]
+        lines.append(f"| {system} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def target_table(results: Results) -> list[str]:
     lines = ["| target | measured (median) | met |", "| --- | --- | --- |"]
     for target in TARGETS:
@@ -107,6 +133,10 @@ def render(results: Results) -> str:
         "## Ratios: median (min-max) of the ratios taken within each round",
         "",
         *ratio_table(results),
+        "",
+        "## Database work per job, 1 worker process draining (median of rounds)",
+        "",
+        *work_table(results),
         "",
         "## Targets",
         "",

@@ -40,6 +40,8 @@ class Drain:
     # Jobs handled by each worker process, and its peak RSS in bytes.
     handled: list[int]
     peak_rss: list[int]
+    # Database work per job while draining (see _work_per_job).
+    per_job: dict[str, float]
 
     @property
     def rate(self) -> float:
@@ -64,6 +66,7 @@ async def run(ctx: Context, system: System, round_no: int) -> list[Sample]:
             "jobs": jobs,
             "seconds": round(drain.seconds, 4),
             "handled": drain.handled,
+            "per_job": drain.per_job,
         }
         samples.append(
             Sample(
@@ -107,6 +110,7 @@ async def add_and_drain(ctx: Context, system: System, jobs: int, workers: int) -
         )
         try:
             await _checkpoint(monitor)
+            counters_before = await _counters(system.dsn)
             started = time.perf_counter()
             for process in processes:
                 process.send("go")
@@ -121,7 +125,42 @@ async def add_and_drain(ctx: Context, system: System, jobs: int, workers: int) -
     finally:
         await monitor.close()
 
-    return Drain(jobs, finished - started, handled, peak_rss)
+    per_job = await _work_per_job(system.dsn, counters_before, jobs)
+    return Drain(jobs, finished - started, handled, peak_rss, per_job)
+
+
+COUNTERS = {
+    "transactions": "xact_commit + xact_rollback",
+    "rows inserted": "tup_inserted",
+    "rows updated": "tup_updated",
+    "rows deleted": "tup_deleted",
+}
+
+
+async def _counters(dsn: str) -> dict[str, int]:
+    connection = await asyncpg.connect(dsn)
+    try:
+        columns = ", ".join(f'{sql} AS "{name}"' for name, sql in COUNTERS.items())
+        row = await connection.fetchrow(
+            f"SELECT {columns} FROM pg_stat_database WHERE datname = current_database()"
+        )
+    finally:
+        await connection.close()
+    return {name: int(row[name]) for name in COUNTERS}
+
+
+async def _work_per_job(
+    dsn: str, before: dict[str, int], jobs: int
+) -> dict[str, float]:
+    """Database counters of the drain divided by its jobs.
+
+    The workers' backends report their counters when they exit; the wait
+    lets the last reports land. The harness's own end checks add a few
+    read-only transactions, which over thousands of jobs round to nothing.
+    """
+    await asyncio.sleep(1.0)
+    after = await _counters(dsn)
+    return {name: round((after[name] - before[name]) / jobs, 2) for name in COUNTERS}
 
 
 async def _checkpoint(monitor: asyncpg.Connection) -> None:
