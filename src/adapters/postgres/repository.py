@@ -17,9 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from conveyor.adapters.postgres import statements
 from conveyor.adapters.postgres.errors import translate_errors
 from conveyor.adapters.postgres.rows import (
-    encode_json,
+    encode_payload,
+    encode_result,
     job_from_row,
     job_with_attempts,
+    storable_text,
 )
 from conveyor.application.ports import (
     ClaimRequest,
@@ -36,6 +38,7 @@ from conveyor.domain.job import Job, JobId
 from conveyor.domain.states import JobState, check_transition
 
 _FAILURE_TARGETS = frozenset({JobState.FAILED, JobState.DEAD})
+_BIGINT_MAX = 2**63 - 1
 
 
 class PostgresJobRepository:
@@ -83,7 +86,7 @@ class PostgresJobRepository:
             {
                 "tasks": [r.task for r in requests],
                 "queues": [r.queue for r in requests],
-                "payloads": [encode_json(r.payload) for r in requests],
+                "payloads": [encode_payload(r.payload) for r in requests],
                 "priorities": [r.priority for r in requests],
                 "run_ats": [r.run_at for r in requests],
                 "delays": [r.delay for r in requests],
@@ -131,16 +134,24 @@ class PostgresJobRepository:
 
     @translate_errors
     async def get(self, job_id: JobId) -> Job | None:
+        if not _is_bigint(job_id):
+            return None
         rows = await self._execute(statements.SELECT_JOB, {"job_id": job_id})
         return job_with_attempts(rows[0]) if rows else None
 
     @translate_errors
     async def list_jobs(self, query: JobQuery) -> JobPage:
+        if query.limit < 1:
+            return JobPage([], None)
+        before_id = query.before_id
+        if before_id is not None and not _is_bigint(before_id):
+            # Every id is lower than a cursor beyond the bigint range.
+            before_id = None if before_id > 0 else JobId(0)
         statement = statements.list_jobs(
             states=bool(query.states),
             queues=bool(query.queues),
             tasks=bool(query.tasks),
-            before_id=query.before_id is not None,
+            before_id=before_id is not None,
         )
         rows = await self._execute(
             statement,
@@ -148,7 +159,7 @@ class PostgresJobRepository:
                 "states": sorted(state.value for state in query.states),
                 "queues": sorted(query.queues),
                 "tasks": sorted(query.tasks),
-                "before_id": query.before_id,
+                "before_id": before_id,
                 "limit": query.limit + 1,
             },
         )
@@ -204,7 +215,7 @@ class PostgresJobRepository:
             statements.COMPLETE,
             {
                 **_lease_arrays([c.lease for c in completions]),
-                "results": [encode_json(c.result) for c in completions],
+                "results": [encode_result(c.result) for c in completions],
             },
         )
         return {JobId(row.job_id) for row in rows}
@@ -234,9 +245,11 @@ class PostgresJobRepository:
                 **_lease_arrays([f.lease for f in failures]),
                 "targets": [f.target.value for f in failures],
                 "retry_delays": [f.retry_delay for f in failures],
-                "error_types": [f.error.type for f in failures],
-                "error_messages": [f.error.message for f in failures],
-                "error_tracebacks": [f.error.traceback for f in failures],
+                "error_types": [storable_text(f.error.type) for f in failures],
+                "error_messages": [storable_text(f.error.message) for f in failures],
+                "error_tracebacks": [
+                    storable_text(f.error.traceback) for f in failures
+                ],
             },
         )
         return {JobId(row.job_id) for row in rows}
@@ -267,11 +280,18 @@ class PostgresJobRepository:
                 f"set_state moves jobs to CANCELLED or PENDING, not {target}"
             )
         check_transition(job_id, expected, target)
+        if not _is_bigint(job_id):
+            return None
 
         rows = await self._execute(
             statement, {"job_id": job_id, "expected": expected.value}
         )
         return job_with_attempts(rows[0]) if rows else None
+
+
+def _is_bigint(job_id: int) -> bool:
+    """Tell whether `job_id` fits the id column; no job has an id outside it."""
+    return -_BIGINT_MAX - 1 <= job_id <= _BIGINT_MAX
 
 
 def _id(row: sa.Row[Any]) -> int:

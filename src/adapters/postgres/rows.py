@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from conveyor.adapters.postgres.tables import jobs
+from conveyor.domain.errors import InvalidJobRequest
 from conveyor.domain.job import (
     Attempt,
     AttemptOutcome,
@@ -20,9 +21,59 @@ from conveyor.domain.job import (
 )
 from conveyor.domain.states import JobState
 
+# PostgreSQL stores no NUL character in text, nor the escape \u0000 in jsonb.
+_NUL = "\x00"
+_ESCAPED_NUL = "\\u0000"
+REPLACEMENT_CHARACTER = "\ufffd"
 
-def encode_json(value: JsonValue) -> str:
-    return msgspec.json.encode(value).decode()
+
+def encode_payload(payload: JsonValue) -> str:
+    """Encode a job payload as JSON text; raise InvalidJobRequest if it holds NUL."""
+    text = msgspec.json.encode(payload).decode()
+    if _ESCAPED_NUL in text and _holds_nul(payload):
+        raise InvalidJobRequest(
+            "payload",
+            "contains the character U+0000, which PostgreSQL cannot store; "
+            "remove it or encode the data, for example as base64",
+        )
+    return text
+
+
+def encode_result(result: JsonValue) -> str:
+    """Encode a job result as JSON text, with NUL characters replaced by U+FFFD.
+
+    A result is stored after the job ran, so it is repaired rather than
+    rejected: rejecting it would fail the completion of a job that succeeded.
+    """
+    text = msgspec.json.encode(result).decode()
+    if _ESCAPED_NUL in text and _holds_nul(result):
+        text = msgspec.json.encode(_without_nul(result)).decode()
+    return text
+
+
+def storable_text(text: str) -> str:
+    """Return `text` with NUL characters replaced by U+FFFD."""
+    return text.replace(_NUL, REPLACEMENT_CHARACTER) if _NUL in text else text
+
+
+def _holds_nul(value: JsonValue) -> bool:
+    if isinstance(value, str):
+        return _NUL in value
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    if isinstance(value, dict):
+        return any(_NUL in key or _holds_nul(item) for key, item in value.items())
+    return False
+
+
+def _without_nul(value: JsonValue) -> JsonValue:
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {storable_text(key): _without_nul(item) for key, item in value.items()}
+    return value
 
 
 # Rows carry the columns of `jobs` first, in this order; job_from_row unpacks
