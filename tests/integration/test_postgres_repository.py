@@ -249,3 +249,15 @@ async def test_rows_written_by_sql_are_readable(
     assert claimed.id == job_id
     assert claimed.payload == {"from": "sql"}
     assert claimed.attempt == 1
+
+
+async def test_repeated_key_within_batch_returns_first(
+    repository: PostgresJobRepository,
+) -> None:
+    first, repeat = await repository.add_many(
+        [new_job("a", idempotency_key="k"), new_job("a", idempotency_key="k")]
+    )
+
+    assert first.created
+    assert not repeat.created
+    assert repeat.job.id == first.job.id

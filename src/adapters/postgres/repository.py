@@ -1,8 +1,9 @@
 """The PostgreSQL job store: JobRepository on SQLAlchemy Core over asyncpg.
 
-Each method runs one statement in its own transaction (autocommit), so a
-call costs one round trip; add and add_many need a second one only when an
-idempotency key was already taken.
+Each method runs one statement in its own transaction (autocommit). Only add
+and add_many may run a second one, to read the jobs that already hold their
+idempotency keys. Taking a connection from the pool costs one more round
+trip, for the pool's liveness check.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from conveyor.application.ports import (
     QueueCounts,
     Submission,
 )
-from conveyor.domain.job import Job, JobId
+from conveyor.domain.job import Job, JobId, JobRequest
 from conveyor.domain.states import JobState, check_transition
 
 _FAILURE_TARGETS = frozenset({JobState.FAILED, JobState.DEAD})
@@ -65,10 +66,7 @@ class PostgresJobRepository:
     @translate_errors
     async def now(self) -> datetime:
         """Return the store's current time: the database clock plus time_shift."""
-        async with self._engine.connect() as connection:
-            value = await connection.scalar(
-                statements.SELECT_NOW, {"time_shift": self.time_shift}
-            )
+        [(value,)] = await self._execute(statements.SELECT_NOW)
         assert isinstance(value, datetime)
         return value
 
@@ -98,39 +96,54 @@ class PostgresJobRepository:
         return await self._match_submissions(requests, inserted)
 
     async def _match_submissions(
-        self, requests: Sequence[Any], inserted: list[sa.Row[Any]]
+        self, requests: Sequence[JobRequest], inserted: list[sa.Row[Any]]
     ) -> list[Submission]:
         """Pair each request with its new job, or with the job holding its key.
 
         Rows were inserted in input order, so the new jobs without a key,
         sorted by id, line up with the requests without a key.
         """
-        by_key = {row.idempotency_key: row for row in inserted if row.idempotency_key}
-        unkeyed = iter(sorted((r for r in inserted if not r.idempotency_key), key=_id))
-        taken_keys = [
-            r.idempotency_key
-            for r in requests
-            if r.idempotency_key is not None and r.idempotency_key not in by_key
-        ]
-        existing = {}
-        if taken_keys:
-            # ON CONFLICT DO NOTHING waited for any transaction that was
-            # inserting the same key, so the holder is committed and visible.
-            rows = await self._execute(
-                statements.SELECT_BY_KEYS, {"idempotency_keys": taken_keys}
-            )
-            existing = {row.idempotency_key: job_with_attempts(row) for row in rows}
-
-        submissions = []
+        new_by_key = {
+            row.idempotency_key: row for row in inserted if row.idempotency_key
+        }
+        new_unkeyed = iter(
+            sorted((r for r in inserted if not r.idempotency_key), key=_id)
+        )
+        matches: list[sa.Row[Any] | str] = []
         for request in requests:
             key = request.idempotency_key
             if key is None:
-                submissions.append(Submission(job_from_row(next(unkeyed)), True))
-            elif key in by_key:
-                submissions.append(Submission(job_from_row(by_key.pop(key)), True))
+                matches.append(next(new_unkeyed))
+            elif key in new_by_key:
+                matches.append(new_by_key.pop(key))
             else:
-                submissions.append(Submission(existing[key], False))
-        return submissions
+                matches.append(key)
+
+        existing = await self._find_by_keys([m for m in matches if isinstance(m, str)])
+        return [
+            Submission(existing[match], False)
+            if isinstance(match, str)
+            else Submission(job_from_row(match), True)
+            for match in matches
+        ]
+
+    async def _find_by_keys(self, keys: list[str]) -> dict[str, Job]:
+        if not keys:
+            return {}
+        # ON CONFLICT DO NOTHING waited for any transaction that was inserting
+        # the same key, so the job holding it is committed and visible now.
+        rows = await self._execute(
+            statements.SELECT_BY_KEYS, {"idempotency_keys": keys}
+        )
+        found = {row.idempotency_key: job_with_attempts(row) for row in rows}
+        missing = set(keys) - found.keys()
+        if missing:
+            # Only a job deleted by hand between the two statements gets here.
+            raise RuntimeError(
+                f"jobs holding idempotency keys {sorted(missing)} disappeared "
+                "during submission; submit again"
+            )
+        return found
 
     @translate_errors
     async def get(self, job_id: JobId) -> Job | None:
@@ -199,7 +212,7 @@ class PostgresJobRepository:
     ) -> set[JobId]:
         if not leases:
             return set()
-        leases = sorted(leases, key=_job_id)
+        leases = _in_lock_order(leases)
         rows = await self._execute(
             statements.EXTEND_LEASES,
             {**_lease_arrays(leases), "lease_duration": duration},
@@ -210,7 +223,7 @@ class PostgresJobRepository:
     async def complete(self, completions: Sequence[Completion]) -> set[JobId]:
         if not completions:
             return set()
-        completions = sorted(completions, key=lambda c: c.lease.job_id)
+        completions = sorted(completions, key=lambda c: c.lease.job_id)  # lock order
         rows = await self._execute(
             statements.COMPLETE,
             {
@@ -238,7 +251,7 @@ class PostgresJobRepository:
                 raise ValueError(
                     f"a failure leads to FAILED or DEAD, not {failure.target.value}"
                 )
-        failures = sorted(failures, key=lambda f: f.lease.job_id)
+        failures = sorted(failures, key=lambda f: f.lease.job_id)  # lock order
         rows = await self._execute(
             statement,
             {
@@ -258,7 +271,7 @@ class PostgresJobRepository:
     async def release(self, leases: Sequence[Lease]) -> set[JobId]:
         if not leases:
             return set()
-        leases = sorted(leases, key=_job_id)
+        leases = _in_lock_order(leases)
         rows = await self._execute(statements.RELEASE, _lease_arrays(leases))
         return {JobId(row.job_id) for row in rows}
 
@@ -298,8 +311,13 @@ def _id(row: sa.Row[Any]) -> int:
     return int(row.id)
 
 
-def _job_id(lease: Lease) -> int:
-    return lease.job_id
+def _in_lock_order(leases: Sequence[Lease]) -> list[Lease]:
+    """Sort leases by job id, the order in which the statements lock rows.
+
+    Two calls on overlapping jobs, such as a heartbeat and a completion,
+    then take their row locks in the same order and cannot deadlock.
+    """
+    return sorted(leases, key=lambda lease: lease.job_id)
 
 
 def _lease_arrays(leases: Sequence[Lease]) -> dict[str, list[Any]]:

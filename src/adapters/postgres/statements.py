@@ -9,6 +9,7 @@ input, chosen by the domain (a Failure's target).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,8 +35,9 @@ def _array(name: str, item_type: sa.types.TypeEngine[Any]) -> sa.BindParameter[A
 
 
 def _notify_if_due() -> sa.ColumnElement[object]:
-    # PostgreSQL delivers a notification at commit and drops duplicates
-    # within a transaction, so a batch sends one per queue.
+    # PostgreSQL delivers notifications at commit and sends identical ones
+    # from one transaction only once (NOTIFY in the PostgreSQL manual), so a
+    # batch sends one per queue.
     return sa.case(
         (jobs.c.run_at <= NOW, sa.func.pg_notify(text_constant(CHANNEL), jobs.c.queue)),
     ).label("notified")
@@ -111,7 +113,8 @@ def _insert_jobs() -> sa.Insert:
         new.c.priority,
         text_constant(JobState.PENDING.value),
         sa.func.coalesce(
-            new.c.run_at, NOW + sa.func.coalesce(new.c.delay, sa.text("interval '0'"))
+            new.c.run_at,
+            NOW + sa.func.coalesce(new.c.delay, sa.literal(timedelta(0), sa.Interval)),
         ),
         sa.literal(0),
         new.c.max_attempts,
@@ -147,7 +150,7 @@ def _insert_jobs() -> sa.Insert:
 
 def _select_by_keys() -> sa.Select[tuple[object, ...]]:
     return sa.select(*jobs.c, attempts_json(jobs.c.id)).where(
-        jobs.c.idempotency_key == sa.func.any(_array("idempotency_keys", sa.Text()))
+        jobs.c.idempotency_key == sa.any_(_array("idempotency_keys", sa.Text()))
     )
 
 
@@ -345,9 +348,10 @@ def _fail() -> sa.Insert:
 def _expire() -> sa.Insert:
     """Record lease expiries of jobs whose lease is still expired.
 
-    Rows that another recovering worker has locked are skipped, never
-    waited for: that worker is handling them. Concurrent recoveries thus
-    change each job once and cannot deadlock.
+    Rows locked by another transaction are skipped rather than waited for,
+    because another recovering worker is handling them or their holder is
+    about to change them. So concurrent recoveries change each job once and
+    never wait on each other; a skipped job is picked up by a later sweep.
     """
     held = _leases(*_FAILURE_INPUT)
     expired = (
@@ -470,11 +474,11 @@ def list_jobs(
     """List jobs newest first; each flag adds the filter of that name."""
     query = sa.select(*jobs.c, attempts_json(jobs.c.id))
     if states:
-        query = query.where(jobs.c.state == sa.func.any(_array("states", sa.Text())))
+        query = query.where(jobs.c.state == sa.any_(_array("states", sa.Text())))
     if queues:
-        query = query.where(jobs.c.queue == sa.func.any(_array("queues", sa.Text())))
+        query = query.where(jobs.c.queue == sa.any_(_array("queues", sa.Text())))
     if tasks:
-        query = query.where(jobs.c.task == sa.func.any(_array("tasks", sa.Text())))
+        query = query.where(jobs.c.task == sa.any_(_array("tasks", sa.Text())))
     if before_id:
         query = query.where(jobs.c.id < sa.bindparam("before_id", type_=sa.BigInteger))
     return query.order_by(jobs.c.id.desc()).limit(
