@@ -8,7 +8,7 @@ migrates it, measures, and empties the jobs tables again at the end.
 
 One round submits --jobs jobs, then one worker drains them: claim a batch,
 complete it, repeat. The rate is jobs per second of draining. The claim
-index only holds claimable jobs, so finished rows should barely slow it.
+index contains only claimable jobs, so finished rows should barely slow it.
 """
 
 from __future__ import annotations

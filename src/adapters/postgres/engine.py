@@ -57,8 +57,8 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
 
     Connections that broke while idle in the pool are replaced before use.
     They run in autocommit mode, because every statement of the job store is
-    a transaction of its own; this also makes the check before use one round
-    trip instead of three. For a transaction of several statements, use
+    a transaction of its own. Autocommit also makes the check before use one
+    round trip instead of three. For a transaction of several statements, use
     `engine.execution_options(isolation_level="READ COMMITTED")`.
     """
     if pool_size < 1:

@@ -106,8 +106,8 @@ class JobWakeups:
                 continue
 
             backoff = self._min_backoff
-            # Jobs submitted while no connection listened sent notifications
-            # that nobody received, so waiters poll once now.
+            # Notifications sent while no connection listened were lost, so
+            # waiters poll once now.
             self._wakeup.set()
             await self._watch()
             await self._disconnect()

@@ -312,10 +312,12 @@ def _id(row: sa.Row[Any]) -> int:
 
 
 def _in_lock_order(leases: Sequence[Lease]) -> list[Lease]:
-    """Sort leases by job id, the order in which the statements lock rows.
+    """Sort leases by job id.
 
-    Two calls on overlapping jobs, such as a heartbeat and a completion,
-    then take their row locks in the same order and cannot deadlock.
+    The statements find rows through the primary key, which yields them in
+    id order, and sorted input keeps that order whichever plan PostgreSQL
+    picks. So two calls on overlapping jobs, such as a heartbeat and a
+    completion, lock rows in the same order and do not deadlock.
     """
     return sorted(leases, key=lambda lease: lease.job_id)
 

@@ -28,9 +28,9 @@ REPLACEMENT_CHARACTER = "\ufffd"
 
 
 def encode_payload(payload: JsonValue) -> str:
-    """Encode a job payload as JSON text; raise InvalidJobRequest if it holds NUL."""
+    """Encode a job payload as JSON text; raise InvalidJobRequest if it contains NUL."""
     text = msgspec.json.encode(payload).decode()
-    if _ESCAPED_NUL in text and _holds_nul(payload):
+    if _ESCAPED_NUL in text and _contains_nul(payload):
         raise InvalidJobRequest(
             "payload",
             "contains the character U+0000, which PostgreSQL cannot store; "
@@ -46,7 +46,7 @@ def encode_result(result: JsonValue) -> str:
     rejected: rejecting it would fail the completion of a job that succeeded.
     """
     text = msgspec.json.encode(result).decode()
-    if _ESCAPED_NUL in text and _holds_nul(result):
+    if _ESCAPED_NUL in text and _contains_nul(result):
         text = msgspec.json.encode(_without_nul(result)).decode()
     return text
 
@@ -56,13 +56,13 @@ def storable_text(text: str) -> str:
     return text.replace(_NUL, REPLACEMENT_CHARACTER) if _NUL in text else text
 
 
-def _holds_nul(value: JsonValue) -> bool:
+def _contains_nul(value: JsonValue) -> bool:
     if isinstance(value, str):
         return _NUL in value
     if isinstance(value, list):
-        return any(_holds_nul(item) for item in value)
+        return any(_contains_nul(item) for item in value)
     if isinstance(value, dict):
-        return any(_NUL in key or _holds_nul(item) for key, item in value.items())
+        return any(_NUL in key or _contains_nul(item) for key, item in value.items())
     return False
 
 
@@ -162,7 +162,7 @@ def job_from_row(row: Sequence[Any]) -> Job:
 
 
 def job_with_attempts(row: Any) -> Job:
-    """Build a Job from a row that also holds the `attempts` JSON column.
+    """Build a Job from a row that also contains the `attempts` JSON column.
 
     The attempts are the finished ones plus, while the job runs, the current
     attempt, which lives in the job row until it ends.

@@ -163,10 +163,10 @@ def _ids_of(rows: sa.CTE) -> sa.ColumnElement[Any]:
 def _claim() -> sa.Update:
     """Lease due jobs of the requested queues in claim order.
 
-    For each queue the lateral subquery walks the claim index in claim order
-    and locks up to `limit` rows, skipping rows that other claimers hold;
-    the outer query keeps the best `limit` of them. Rows locked but not kept
-    stay untouched and are unlocked at commit.
+    For each queue, the lateral subquery walks the claim index in claim order
+    and locks up to `limit` rows, skipping rows that other claimers have
+    locked. The outer query keeps the best `limit` of them. Rows locked but
+    not kept stay unchanged and are unlocked at commit.
     """
     requested = (
         sa.func.unnest(_array("queues", sa.Text()))
@@ -192,8 +192,8 @@ def _claim() -> sa.Update:
     )
     return (
         sa.update(jobs)
-        # An array of ids makes the update an index scan on the primary key;
-        # a join with the CTE may become a sequential scan of the table.
+        # An array of ids makes the update an index scan on the primary key,
+        # whereas a join with the CTE may become a sequential scan.
         .where(jobs.c.id == sa.any_(_ids_of(due)))
         .values(
             state=text_constant(JobState.IN_PROGRESS.value),
@@ -221,18 +221,18 @@ def _leases(*extra: InputColumn) -> sa.TableValuedAlias:
     ]
     arrays = [_array(parameter, item_type) for parameter, _, item_type in columns]
     names = [name for _, name, _ in columns]
-    return sa.func.unnest(*arrays).table_valued(*names).render_derived(name="held")
+    return sa.func.unnest(*arrays).table_valued(*names).render_derived(name="lease")
 
 
-def _holds(held: sa.TableValuedAlias) -> sa.ColumnElement[bool]:
+def _runs_under(leases: sa.TableValuedAlias) -> sa.ColumnElement[bool]:
     """Match jobs running under the given lease tokens, live or expired."""
     return sa.and_(
         # Looking the ids up in the primary key keeps the plan an index scan,
         # whatever the planner estimates for the join with the input.
         jobs.c.id == sa.any_(_array("job_ids", sa.BigInteger())),
-        jobs.c.id == held.c.id,
+        jobs.c.id == leases.c.id,
         is_in_progress(),
-        jobs.c.lease_token == held.c.lease_token,
+        jobs.c.lease_token == leases.c.lease_token,
     )
 
 
@@ -261,10 +261,10 @@ def _record_attempts(
 
 
 def _extend_leases() -> sa.Update:
-    held = _leases()
+    leases = _leases()
     return (
         sa.update(jobs)
-        .where(_holds(held), jobs.c.lease_expires_at > NOW)
+        .where(_runs_under(leases), jobs.c.lease_expires_at > NOW)
         .values(
             lease_expires_at=NOW + sa.bindparam("lease_duration", type_=sa.Interval),
             updated_at=NOW,
@@ -274,13 +274,13 @@ def _extend_leases() -> sa.Update:
 
 
 def _complete() -> sa.Insert:
-    held = _leases(("results", "result", sa.Text()))
+    leases = _leases(("results", "result", sa.Text()))
     completed = (
         sa.update(jobs)
-        .where(_holds(held), jobs.c.lease_expires_at > NOW)
+        .where(_runs_under(leases), jobs.c.lease_expires_at > NOW)
         .values(
             state=text_constant(JobState.COMPLETED.value),
-            result=sa.cast(held.c.result, JSONB),
+            result=sa.cast(leases.c.result, JSONB),
             finished_at=NOW,
             updated_at=NOW,
             lease_token=sa.null(),
@@ -334,12 +334,12 @@ def _ended_columns(source: sa.FromClause) -> list[sa.ColumnElement[object]]:
 
 def _fail() -> sa.Insert:
     """Record failed attempts of jobs whose lease is still live."""
-    held = _leases(*_FAILURE_INPUT)
+    leases = _leases(*_FAILURE_INPUT)
     failed = (
         sa.update(jobs)
-        .where(_holds(held), jobs.c.lease_expires_at > NOW)
-        .values(_failed_values(held))
-        .returning(*_ended_columns(held))
+        .where(_runs_under(leases), jobs.c.lease_expires_at > NOW)
+        .values(_failed_values(leases))
+        .returning(*_ended_columns(leases))
         .cte("failed")
     )
     return _record_attempts(failed, AttemptOutcome.FAILED, with_error=True)
@@ -353,10 +353,10 @@ def _expire() -> sa.Insert:
     about to change them. So concurrent recoveries change each job once and
     never wait on each other; a skipped job is picked up by a later sweep.
     """
-    held = _leases(*_FAILURE_INPUT)
+    leases = _leases(*_FAILURE_INPUT)
     expired = (
-        sa.select(jobs.c.id, *(held.c[name] for _, name, _ in _FAILURE_INPUT))
-        .where(_holds(held), jobs.c.lease_expires_at <= NOW)
+        sa.select(jobs.c.id, *(leases.c[name] for _, name, _ in _FAILURE_INPUT))
+        .where(_runs_under(leases), jobs.c.lease_expires_at <= NOW)
         .with_for_update(of=jobs, skip_locked=True)
         .cte("expired")
     )
@@ -376,12 +376,12 @@ def _release() -> sa.Insert:
     """Hand jobs back to PENDING, mirroring Job.released.
 
     The attempt is recorded with its number before the release takes it
-    back, so the held rows are read and locked first.
+    back, so the leased rows are read and locked first.
     """
-    held = _leases()
+    leases = _leases()
     locked = (
         sa.select(jobs.c.id, jobs.c.attempt, jobs.c.worker_id, jobs.c.started_at)
-        .where(_holds(held), jobs.c.lease_expires_at > NOW)
+        .where(_runs_under(leases), jobs.c.lease_expires_at > NOW)
         .with_for_update(of=jobs)
         .cte("locked")
     )

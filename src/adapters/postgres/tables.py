@@ -1,8 +1,8 @@
 """SQLAlchemy Core tables of the PostgreSQL job store.
 
-The current attempt of a running job lives in its `jobs` row (worker_id,
-started_at); a `job_attempts` row is written only when an attempt ends, in
-the same statement that changes the job.
+The current attempt of a running job lives in its `jobs` row, in worker_id
+and started_at. A `job_attempts` row is written only when an attempt ends,
+by the same statement that changes the job.
 """
 
 from __future__ import annotations
