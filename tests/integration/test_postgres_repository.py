@@ -261,3 +261,39 @@ async def test_repeated_key_within_batch_returns_first(
     assert first.created
     assert not repeat.created
     assert repeat.job.id == first.job.id
+
+
+@pytest.mark.parametrize("expire", [False, True])
+async def test_batch_failures_keep_their_own_outcome(
+    repository: PostgresJobRepository, expire: bool
+) -> None:
+    await repository.add_many([new_job(i) for i in range(3)])
+    claimed = await claim(repository, ("default",), 3)
+    if expire:
+        repository.time_shift = LEASE + timedelta(seconds=1)
+    targets = [JobState.FAILED, JobState.DEAD, JobState.FAILED]
+    delays = [timedelta(seconds=10), timedelta(0), timedelta(seconds=99)]
+    failures = [
+        Failure(lease_of(job), target, delay, ErrorInfo(f"Error{i}", f"message {i}"))
+        for i, (job, target, delay) in enumerate(
+            zip(claimed, targets, delays, strict=True)
+        )
+    ]
+    now = await repository.now()
+
+    record = repository.expire if expire else repository.fail
+    applied = await record(list(reversed(failures)))
+
+    assert applied == {job.id for job in claimed}
+    for i, (job, target, delay) in enumerate(
+        zip(claimed, targets, delays, strict=True)
+    ):
+        stored = await repository.get(job.id)
+        assert stored is not None
+        assert stored.state is target
+        assert stored.last_error == ErrorInfo(f"Error{i}", f"message {i}")
+        assert stored.attempts[-1].error == ErrorInfo(f"Error{i}", f"message {i}")
+        if target is JobState.FAILED:
+            assert timedelta(0) <= stored.run_at - (now + delay) < timedelta(seconds=5)
+        else:
+            assert stored.finished_at is not None

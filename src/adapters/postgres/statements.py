@@ -225,15 +225,24 @@ def _leases(*extra: InputColumn) -> sa.TableValuedAlias:
 
 
 def _runs_under(leases: sa.TableValuedAlias) -> sa.ColumnElement[bool]:
-    """Match jobs running under the given lease tokens, live or expired."""
+    """Match jobs that run under the given lease tokens, live or expired.
+
+    A lease token is set exactly while a job is IN_PROGRESS (the check
+    jobs_lease_check), so a matching token proves the state. Leaving the state
+    out of the SQL keeps the planner off the partial indexes on state, which
+    would scan every running job, and on the primary key instead.
+    """
     return sa.and_(
-        # Looking the ids up in the primary key keeps the plan an index scan,
-        # whatever the planner estimates for the join with the input.
-        jobs.c.id == sa.any_(_array("job_ids", sa.BigInteger())),
         jobs.c.id == leases.c.id,
-        is_in_progress(),
         jobs.c.lease_token == leases.c.lease_token,
     )
+
+
+def _lease_is_live() -> sa.ColumnElement[bool]:
+    # Written as a difference so that the planner uses a default selectivity
+    # instead of column statistics. Statistics gathered while no job ran say
+    # that no lease is live, and that estimate led it to scan the whole table.
+    return jobs.c.lease_expires_at - NOW > sa.literal(timedelta(0), sa.Interval)
 
 
 def _record_attempts(
@@ -264,7 +273,7 @@ def _extend_leases() -> sa.Update:
     leases = _leases()
     return (
         sa.update(jobs)
-        .where(_runs_under(leases), jobs.c.lease_expires_at > NOW)
+        .where(_runs_under(leases), _lease_is_live())
         .values(
             lease_expires_at=NOW + sa.bindparam("lease_duration", type_=sa.Interval),
             updated_at=NOW,
@@ -277,7 +286,7 @@ def _complete() -> sa.Insert:
     leases = _leases(("results", "result", sa.Text()))
     completed = (
         sa.update(jobs)
-        .where(_runs_under(leases), jobs.c.lease_expires_at > NOW)
+        .where(_runs_under(leases), _lease_is_live())
         .values(
             state=text_constant(JobState.COMPLETED.value),
             result=sa.cast(leases.c.result, JSONB),
@@ -337,7 +346,7 @@ def _fail() -> sa.Insert:
     leases = _leases(*_FAILURE_INPUT)
     failed = (
         sa.update(jobs)
-        .where(_runs_under(leases), jobs.c.lease_expires_at > NOW)
+        .where(_runs_under(leases), _lease_is_live())
         .values(_failed_values(leases))
         .returning(*_ended_columns(leases))
         .cte("failed")
@@ -356,13 +365,13 @@ def _expire() -> sa.Insert:
     leases = _leases(*_FAILURE_INPUT)
     expired = (
         sa.select(jobs.c.id, *(leases.c[name] for _, name, _ in _FAILURE_INPUT))
-        .where(_runs_under(leases), jobs.c.lease_expires_at <= NOW)
+        .where(_runs_under(leases), sa.not_(_lease_is_live()))
         .with_for_update(of=jobs, skip_locked=True)
         .cte("expired")
     )
     moved = (
         sa.update(jobs)
-        .where(jobs.c.id == expired.c.id)
+        .where(jobs.c.id == sa.any_(_ids_of(expired)), jobs.c.id == expired.c.id)
         .values(_failed_values(expired))
         .returning(*_ended_columns(expired))
         .cte("moved")
@@ -381,13 +390,13 @@ def _release() -> sa.Insert:
     leases = _leases()
     locked = (
         sa.select(jobs.c.id, jobs.c.attempt, jobs.c.worker_id, jobs.c.started_at)
-        .where(_runs_under(leases), jobs.c.lease_expires_at > NOW)
+        .where(_runs_under(leases), _lease_is_live())
         .with_for_update(of=jobs)
         .cte("locked")
     )
     released = (
         sa.update(jobs)
-        .where(jobs.c.id == locked.c.id)
+        .where(jobs.c.id == sa.any_(_ids_of(locked)))
         .values(
             state=text_constant(JobState.PENDING.value),
             attempt=sa.func.greatest(jobs.c.attempt - 1, 0),
