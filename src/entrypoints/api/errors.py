@@ -1,9 +1,9 @@
 """The one place that maps errors to HTTP responses.
 
 Every error body is a ProblemOut: status_code, detail, and the field or job
-id when known. Bad input is 400 (the body is not JSON) or 422 (a field is
-wrong); an unreachable database is 503, whether the store translated the
-error to StoreUnavailable or a raw connection error escaped the pool.
+id when known. Bad input gets 400 when the body is not JSON and 422 when a
+field is wrong. An unreachable database gets 503, both when the store raised
+StoreUnavailable and when a raw connection error escaped the pool.
 """
 
 from __future__ import annotations
