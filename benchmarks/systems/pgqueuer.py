@@ -51,9 +51,9 @@ class PgQueuer(System):
     worker_module = "benchmarks.systems.pgqueuer"
     defaults: ClassVar[dict[str, Any]] = {
         # Jobs per dequeue statement (QueueManager.run batch_size).
-        "batch_size": 50,
+        "batch_size": 500,
         # QueueManagers per process, each with its own connection.
-        "managers": 2,
+        "managers": 1,
     }
     tables = ("pgqueuer", "pgqueuer_log", "pgqueuer_statistics")
 
