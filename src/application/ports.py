@@ -43,11 +43,15 @@ class TokenSource(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class NewJob:
-    """A job request with every default filled in, ready to be stored."""
+    """A job request with every default filled in, ready to be stored.
+
+    `fingerprint` is set only for requests with an idempotency key, the one
+    case where a repeat must be compared with the original.
+    """
 
     request: JobRequest
     max_attempts: int
-    fingerprint: str
+    fingerprint: str | None
 
 
 @dataclass(frozen=True, slots=True)

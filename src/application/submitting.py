@@ -52,7 +52,8 @@ class SubmitJobs:
 
     def _prepare(self, request: JobRequest) -> NewJob:
         max_attempts = request.max_attempts or self._default_max_attempts
-        return NewJob(request, max_attempts, request.fingerprint())
+        fingerprint = None if request.idempotency_key is None else request.fingerprint()
+        return NewJob(request, max_attempts, fingerprint)
 
     @staticmethod
     def _check_repeat(request: JobRequest, submission: Submission) -> None:
