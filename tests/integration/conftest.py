@@ -73,9 +73,9 @@ def _embedded_server() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def postgres_server_url() -> Iterator[str]:
     """URL of the PostgreSQL server the tests use (see the module docstring)."""
-    given = os.environ.get(SERVER_URL_VARIABLE, "").strip()
-    if given:
-        yield given
+    configured_url = os.environ.get(SERVER_URL_VARIABLE, "").strip()
+    if configured_url:
+        yield configured_url
     elif _docker_responds():
         with _container_server() as url:
             yield url

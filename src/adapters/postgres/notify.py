@@ -26,8 +26,9 @@ _log = structlog.get_logger(__name__)
 class JobWakeups:
     """Wakes a waiting worker when a job is submitted to one of its queues.
 
-    `wait` never raises because of the database: while the listening
-    connection is down it simply times out, as a poll interval would.
+    `wait` only waits on an in-memory event, so a database outage cannot make
+    it raise: while the listening connection is down, it times out like a
+    poll interval.
     """
 
     def __init__(

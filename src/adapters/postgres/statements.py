@@ -240,8 +240,8 @@ def _runs_under(leases: sa.TableValuedAlias) -> sa.ColumnElement[bool]:
 
 def _lease_is_live() -> sa.ColumnElement[bool]:
     # Written as a difference so that the planner uses a default selectivity
-    # instead of column statistics. Statistics gathered while no job ran say
-    # that no lease is live, and that estimate led it to scan the whole table.
+    # instead of column statistics. Statistics gathered while no job ran show
+    # no live lease, and that estimate led it to scan the whole table.
     return jobs.c.lease_expires_at - NOW > sa.literal(timedelta(0), sa.Interval)
 
 
@@ -360,7 +360,8 @@ def _expire() -> sa.Insert:
     Rows locked by another transaction are skipped rather than waited for,
     because another recovering worker is handling them or their holder is
     about to change them. So concurrent recoveries change each job once and
-    never wait on each other; a skipped job is picked up by a later sweep.
+    never wait on each other. A skipped job that the lock holder left
+    unchanged is still expired, so a later sweep finds it again.
     """
     leases = _leases(*_FAILURE_INPUT)
     expired = (
