@@ -16,7 +16,12 @@ from collections.abc import Iterable
 import asyncpg
 import structlog
 
-from conveyor.adapters.postgres.engine import SERVER_SETTINGS, parse_url, plain_url
+from conveyor.adapters.postgres.engine import (
+    SERVER_SETTINGS,
+    mask_url,
+    parse_url,
+    plain_url,
+)
 
 CHANNEL = "conveyor_jobs"
 
@@ -42,6 +47,7 @@ class JobWakeups:
         health_check_interval: float = 30.0,
     ) -> None:
         self._dsn = plain_url(parse_url(url))
+        self._masked_url = mask_url(url)
         self._queues = frozenset(queues)
         self._channel = channel
         self._min_backoff = min_backoff
@@ -96,10 +102,12 @@ class JobWakeups:
         while True:
             try:
                 await self._connect()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except Exception as exc:
+                # Whatever the cause, the worker polls meanwhile, so retry.
                 _log.warning(
                     "listener_connect_failed",
-                    error=str(exc),
+                    database=self._masked_url,
+                    error=f"{type(exc).__name__}: {exc}",
                     retry_in=round(backoff, 2),
                 )
                 await asyncio.sleep(backoff * (0.5 + random.random() / 2))
@@ -110,8 +118,16 @@ class JobWakeups:
             # Notifications sent while no connection listened were lost, so
             # waiters poll once now.
             self._wakeup.set()
-            await self._watch()
-            await self._disconnect()
+            try:
+                await self._watch()
+            except Exception as exc:
+                _log.error(
+                    "listener_failed",
+                    database=self._masked_url,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+            finally:
+                await self._disconnect()
 
     async def _connect(self) -> None:
         connection = await asyncpg.connect(
@@ -126,7 +142,9 @@ class JobWakeups:
         self._connection = connection
         self._lost.clear()
         self._connected.set()
-        _log.info("listener_connected", channel=self._channel)
+        _log.info(
+            "listener_connected", database=self._masked_url, channel=self._channel
+        )
 
     async def _watch(self) -> None:
         """Return once the connection is lost, checking it now and then.
@@ -148,7 +166,9 @@ class JobWakeups:
                 asyncpg.InterfaceError,
             ):
                 break
-        _log.warning("listener_connection_lost", channel=self._channel)
+        _log.warning(
+            "listener_connection_lost", database=self._masked_url, channel=self._channel
+        )
 
     async def _disconnect(self) -> None:
         self._connected.clear()
