@@ -15,6 +15,8 @@ _ACCEPTED_SCHEMES = ("postgresql", "postgres", _ASYNCPG_DRIVER)
 # Session settings for every connection: timestamps come back in UTC, and
 # JIT compilation stays off because it only slows down short queries.
 SERVER_SETTINGS = {"timezone": "UTC", "jit": "off", "application_name": "conveyor"}
+CONNECT_TIMEOUT_SECONDS = 10.0
+STATEMENT_TIMEOUT_SECONDS = 60.0
 
 
 def parse_url(url: str) -> URL:
@@ -71,5 +73,12 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
         isolation_level="AUTOCOMMIT",
         json_serializer=_encode_json,
         json_deserializer=msgspec.json.decode,
-        connect_args={"server_settings": SERVER_SETTINGS},
+        connect_args={
+            "server_settings": SERVER_SETTINGS,
+            # Seconds. Without limits, a server that stops answering (a
+            # network partition) would hang callers instead of raising
+            # StoreUnavailable.
+            "timeout": CONNECT_TIMEOUT_SECONDS,
+            "command_timeout": STATEMENT_TIMEOUT_SECONDS,
+        },
     )
