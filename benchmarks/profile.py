@@ -3,6 +3,7 @@
     python -m benchmarks.profile worker [--jobs N]   # one worker draining N jobs
     python -m benchmarks.profile enqueue             # SubmitJobs in this process
     python -m benchmarks.profile api [--seconds S]   # `conveyor api` under load
+    python -m benchmarks.profile api --batch         # ... on POST /jobs/batch
 
 py-spy samples the process 250 times a second (with --idle off, so a
 process waiting on the network shows no samples). The report lists the
@@ -156,7 +157,7 @@ async def profile_enqueue(url: str, out_dir: Path) -> Path:
         await databases.drop_all()
 
 
-async def profile_api(url: str, seconds: float, out_dir: Path) -> Path:
+async def profile_api(url: str, seconds: float, batch: bool, out_dir: Path) -> Path:
     databases = BenchDatabases(url)
     ctx = Context(QUICK, out_dir, databases)
     try:
@@ -166,13 +167,20 @@ async def profile_api(url: str, seconds: float, out_dir: Path) -> Path:
         api = await http._start_api(ctx, system, port)
         try:
             await http._wait_healthy(api, port)
-            body = json.dumps({"task": NOOP_TASK, "payload": NOOP_PAYLOAD}).encode()
-            request = build_request(http.HOST, port, "POST", "/jobs", body)
+            item = {"task": NOOP_TASK, "payload": NOOP_PAYLOAD}
+            if batch:
+                path, jobs, clients = "/jobs/batch", 1_000, 4
+                body = json.dumps({"jobs": [item] * jobs}).encode()
+            else:
+                path, jobs, clients = "/jobs", 1, 32
+                body = json.dumps(item).encode()
+            request = build_request(http.HOST, port, "POST", path, body)
             folded = out_dir / "api.txt"
             spy = start_py_spy(api.pid, seconds, folded)
             await asyncio.sleep(0.5)
-            result = await run_load(http.HOST, port, request, 32, seconds)
-            print(f"POST /jobs: {result.count(201) / result.seconds:,.0f} jobs/s")
+            result = await run_load(http.HOST, port, request, clients, seconds)
+            rate = result.count(201) * jobs / result.seconds
+            print(f"POST {path}: {rate:,.0f} jobs/s")
             spy.wait()
         finally:
             await http._stop_api(api)
@@ -187,6 +195,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=30_000)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument(
+        "--batch", action="store_true", help="api: load POST /jobs/batch"
+    )
+    parser.add_argument(
         "--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL)
     )
     parser.add_argument("--out", type=Path, help="folder for the profiles")
@@ -197,7 +208,9 @@ def main() -> None:
     if args.target == "worker":
         folded = asyncio.run(profile_worker(args.database_url, args.jobs, out_dir))
     elif args.target == "api":
-        folded = asyncio.run(profile_api(args.database_url, args.seconds, out_dir))
+        folded = asyncio.run(
+            profile_api(args.database_url, args.seconds, args.batch, out_dir)
+        )
     else:
         report = asyncio.run(profile_enqueue(args.database_url, out_dir))
         print(report.read_text())
