@@ -105,9 +105,10 @@ async def measure(
 
 
 def describe(label: str, rates: list[float]) -> str:
+    rounds = ", ".join(f"{rate:,.0f}" for rate in rates)
     return (
         f"{label:<26} best {max(rates):8,.0f} jobs/s, "
-        f"median {statistics.median(rates):8,.0f} jobs/s"
+        f"median {statistics.median(rates):8,.0f} jobs/s (rounds: {rounds})"
     )
 
 
