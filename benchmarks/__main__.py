@@ -119,10 +119,7 @@ def parse_selection(items: list[str]) -> set[tuple[str, str]]:
     """Return the (system, measurement) pairs to run."""
     everything = {(s, m) for s in SYSTEMS for m in MEASUREMENTS}
     names = [part.strip() for item in items for part in item.split(",") if part.strip()]
-    if not names:
-        return everything
-
-    chosen: set[tuple[str, str]] = set()
+    chosen: set[tuple[str, str]] = set() if names else everything
     for name in names:
         system, slash, measurement = name.partition("/")
         if not slash:
