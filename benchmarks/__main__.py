@@ -25,7 +25,7 @@ from types import ModuleType
 from benchmarks import report
 from benchmarks.context import Context
 from benchmarks.database import BenchDatabases, masked, server_facts
-from benchmarks.machine import machine_facts, package_versions
+from benchmarks.machine import machine_facts, package_versions, source_revision
 from benchmarks.measurements import claim, enqueue, http, latency, rss, throughput
 from benchmarks.results import Failure, Results
 from benchmarks.settings import parse_params, sizes_for
@@ -145,6 +145,13 @@ def parse_selection(items: list[str]) -> set[tuple[str, str]]:
     return {(s, m) for s, m in chosen if m != "rss" or (s, "throughput") not in chosen}
 
 
+def _conveyor_source() -> str:
+    import conveyor
+
+    source = Path(conveyor.__file__).resolve().parent
+    return f"{source} at {source_revision(source)}"
+
+
 def rotated(names: list[str], round_no: int) -> list[str]:
     shift = (round_no - 1) % len(names)
     return names[shift:] + names[:shift]
@@ -169,6 +176,7 @@ async def run(args: argparse.Namespace) -> Results:
         "date": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "command": "python -m benchmarks " + shlex.join(sys.argv[1:]),
         "mode": "quick" if args.quick else "full",
+        "conveyor source": _conveyor_source(),
         "rounds": args.rounds,
         "database server": masked(args.database_url),
         "logs": str(log_dir),

@@ -7,6 +7,11 @@ ANALYZE, as autovacuum would do). Then every round adds the pending jobs,
 runs ANALYZE and times one worker process draining them. The rounds at one
 size rotate the system order like the other measurements.
 
+For conveyor a second case times its store alone, without a worker: the
+claim-and-complete loop of benchmarks/claim_table_size.py (PostgresJobRepository
+claim and complete, 100 jobs a claim) over the same table. It isolates the
+claim statement from the worker's own costs.
+
 PgQueuer is left out: it deletes a job from its queue table when the job
 finishes (history goes to pgqueuer_log), so its claim never meets finished
 rows.
@@ -14,6 +19,7 @@ rows.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import asyncpg
@@ -24,6 +30,8 @@ from benchmarks.results import Failure, Results, Sample
 from benchmarks.systems.base import System
 
 NAME = "claim rate"
+STORE_NAME = "claim rate, store loop"
+STORE_BATCH = 100
 # Rows inserted per statement while growing a table.
 GROW_CHUNK = 1_000_000
 
@@ -88,6 +96,47 @@ async def run_all(
                     )
                 )
                 progress(f"{label}: {drain.rate:,.0f} jobs/s")
+                if system.has_store_loop:
+                    await _store_loop(ctx, system, size, round_no, results, progress)
+
+
+async def _store_loop(
+    ctx: Context,
+    system: System,
+    size: int,
+    round_no: int,
+    results: Results,
+    progress: Callable[[str], None],
+) -> None:
+    """Time conveyor's repository draining jobs: claim, complete, repeat."""
+    from benchmarks import claim_table_size
+    from conveyor.adapters.postgres.engine import create_engine
+    from conveyor.adapters.postgres.repository import PostgresJobRepository
+
+    jobs = ctx.sizes.claim_jobs
+    engine = create_engine(system.dsn, pool_size=2)
+    try:
+        repository = PostgresJobRepository(engine)
+        await system.fill(jobs)
+        await system.analyze()
+        started = time.perf_counter()
+        done = await claim_table_size.drain(repository, STORE_BATCH)
+        rate = done / (time.perf_counter() - started)
+    finally:
+        await engine.dispose()
+    results.samples.append(
+        Sample(
+            STORE_NAME,
+            case_name(size),
+            system.name,
+            round_no,
+            rate,
+            "jobs/s",
+            True,
+            {"jobs": done, "finished_rows": size, "claim_batch": STORE_BATCH},
+        )
+    )
+    progress(f"{STORE_NAME} {system.name} {case_name(size)}: {rate:,.0f} jobs/s")
 
 
 async def _grow(system: System, count: int) -> None:

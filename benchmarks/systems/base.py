@@ -115,6 +115,8 @@ class System(ABC):
 
     # Whether the system serves an HTTP API to submit jobs (conveyor only).
     has_http_api: ClassVar[bool] = False
+    # Whether the claim measurement also times the store alone (conveyor only).
+    has_store_loop: ClassVar[bool] = False
     # Whether add_finished is implemented: the claim-rate measurement needs it.
     keeps_finished_rows: ClassVar[bool] = False
 

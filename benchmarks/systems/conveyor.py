@@ -86,6 +86,7 @@ class Conveyor(System):
     tables = ("jobs", "job_attempts")
     keeps_finished_rows = True
     has_http_api = True
+    has_store_loop = True
 
     def __init__(self, dsn: str, params: dict[str, Any] | None = None) -> None:
         unknown = {name.lower() for name in params or {}} - SETTING_NAMES
