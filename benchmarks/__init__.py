@@ -1,4 +1,4 @@
 """Benchmarks of conveyor beside PgQueuer, procrastinate and a raw SQL baseline.
 
-Run `python -m benchmarks --help`; docs/benchmarks.md holds the method and results.
+Run `python -m benchmarks --help`; docs/benchmarks.md describes the method and the results.
 """

@@ -2,9 +2,9 @@
 
 Each system gets its own database on the server given by --database-url
 (created as bench_<system>_<hex>, dropped at the end). Rounds run every
-selected measurement for every system, in a system order that rotates by
-one each round; the report gives the median, min and max over rounds and
-the median of the ratios taken within each round.
+selected measurement for every system, and the system order rotates by one
+each round. The report gives the median, min and max over rounds, and the
+median of the ratios taken within each round.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ def package_versions() -> dict[str, str]:
 
 
 def source_revision(repo: Path) -> str:
-    """The git commit of the folder `repo`, marked when its files differ from it."""
+    """Return the git commit of the folder `repo`, marked when its files differ."""
     try:
         commit = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],

@@ -34,7 +34,7 @@ START_SECONDS = 60.0
 
 
 class ApiFailed(RuntimeError):
-    """The API process did not start, or answered with errors."""
+    """The API process did not start, or returned no 201 response."""
 
 
 def applies_to(system: System) -> bool:
@@ -152,7 +152,9 @@ async def _wait_healthy(api: asyncio.subprocess.Process, port: int) -> None:
             if result.count(200):
                 return
         await asyncio.sleep(0.2)
-    raise ApiFailed(f"the API did not answer GET /health within {START_SECONDS:.0f} s")
+    raise ApiFailed(
+        f"the API did not respond to GET /health within {START_SECONDS:.0f} s"
+    )
 
 
 async def _load(

@@ -2,7 +2,7 @@
 
 The jobs are inserted through the system's batch API before any worker
 starts. The workers start, connect and report ready; the clock starts when
-all of them are told to go and stops at the first check that finds no
+all of them are sent `go` and stops at the first check that finds no
 unfinished job in the database, so completions still buffered in a worker
 count as unfinished. The peak RSS of each worker process is read from
 /proc at the end of the drain.
@@ -196,7 +196,7 @@ async def _wait_finished(
 ) -> float:
     """Return the start time of the first check that saw no unfinished job.
 
-    A check that starts after the last completion committed sees zero, so
+    A check that starts after the last completion committed returns zero, so
     the drain ended between the previous check's start and this one's.
     Checks are spaced by at least twice their own duration, so that they
     take at most a third of one core from the system under test.

@@ -1,4 +1,4 @@
-"""What every benchmarked system provides to the measurements.
+"""The interface between the benchmarked systems and the measurements.
 
 A system is a job queue installed in its own database. The harness enqueues
 through a Producer in its own process and runs workers as separate
@@ -44,7 +44,7 @@ class System(ABC):
     defaults: ClassVar[dict[str, Any]] = {}
     # Tables emptied between measurements.
     tables: ClassVar[tuple[str, ...]] = ()
-    # Fraction of the throughput job count this system drains; a system too
+    # Fraction of the throughput job count this system drains. A system too
     # slow to drain the full count within the run's time gets a smaller one.
     throughput_share: ClassVar[float] = 1.0
 
@@ -134,5 +134,5 @@ class System(ABC):
         return {}
 
     def describe(self) -> str:
-        """The worker settings in use, for the report."""
+        """Return the worker settings in use, for the report."""
         return ", ".join(f"{key}={value}" for key, value in self.params.items())

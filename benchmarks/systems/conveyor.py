@@ -4,7 +4,7 @@ Run as a worker process: python -m benchmarks.systems.conveyor --dsn URL
 
 The worker process does what `conveyor worker` does: settings from the
 CONVEYOR_* environment, logging configured by configure_logging, the
-container, and run_worker with its signal handlers; the benchmark only adds
+container, and run_worker with its signal handlers. The benchmark only adds
 the database URL and the task module benchmarks.conveyor_tasks. Leases,
 heartbeats, attempt records and fencing are always on. `--param
 conveyor.NAME=VALUE` sets CONVEYOR_NAME for the workers, for experiments.

@@ -2,9 +2,9 @@
 
 Run as a worker process: python -m benchmarks.systems.pgqueuer --dsn URL
 
-A worker process holds `managers` QueueManagers, each on its own asyncpg
+A worker process runs `managers` QueueManagers, each on its own asyncpg
 connection (PgQueuer's own benchmark tool runs several per process the same
-way), and runs them on uvloop like `pgq run` does.
+way), on uvloop like `pgq run` does.
 """
 
 from __future__ import annotations

@@ -3,8 +3,7 @@
 Run as a worker process: python -m benchmarks.systems.procrastinate --dsn URL
 
 The worker fetches one job per statement (procrastinate_fetch_job_v2) and
-finishes one per statement; `concurrency` sets how many jobs, and so how
-many fetch round trips, are in flight at once.
+finishes one per statement. `concurrency` sets how many jobs run at once.
 """
 
 from __future__ import annotations
