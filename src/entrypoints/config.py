@@ -75,7 +75,7 @@ class Settings:
     queues: tuple[str, ...] = ("default",)
     task_modules: tuple[str, ...] = field(default_factory=tuple)
     log_level: str = "INFO"
-    log_format: str = "console"
+    log_format: str = "auto"
     pool_size: int = 10
 
     @classmethod
@@ -86,10 +86,11 @@ class Settings:
             raise ConfigError(
                 f"CONVEYOR_STORE={store!r} is invalid; use postgres or memory"
             )
-        log_format = env.get("CONVEYOR_LOG_FORMAT", "console").strip().lower()
-        if log_format not in ("console", "json"):
+        log_format = env.get("CONVEYOR_LOG_FORMAT", "auto").strip().lower() or "auto"
+        if log_format not in ("auto", "console", "json"):
             raise ConfigError(
-                f"CONVEYOR_LOG_FORMAT={log_format!r} is invalid; use console or json"
+                f"CONVEYOR_LOG_FORMAT={log_format!r} is invalid; "
+                "use auto, console or json"
             )
         settings = cls(
             database_url=env.get("CONVEYOR_DATABASE_URL", "").strip(),

@@ -48,6 +48,8 @@ PARSED = [
     ),
     ("CONVEYOR_LOG_LEVEL", "debug", "log_level", "DEBUG"),
     ("CONVEYOR_LOG_FORMAT", "JSON", "log_format", "json"),
+    ("CONVEYOR_LOG_FORMAT", "console", "log_format", "console"),
+    ("CONVEYOR_LOG_FORMAT", "", "log_format", "auto"),
     ("CONVEYOR_POOL_SIZE", "3", "pool_size", 3),
 ]
 
@@ -83,6 +85,10 @@ def test_bad_value_names_variable(variable: str, value: str) -> None:
         Settings.from_env({variable: value})
 
     assert variable in str(caught.value)
+
+
+def test_log_format_is_auto_by_default() -> None:
+    assert Settings.from_env({}).log_format == "auto"
 
 
 def test_heartbeat_must_be_shorter_than_lease() -> None:
