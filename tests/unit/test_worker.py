@@ -245,7 +245,9 @@ async def test_job_completes_with_result(harness: Harness, logs: Logs) -> None:
     assert len(completed) == 1
     assert_job_fields(started[0], job_id, "echo")
     assert_job_fields(completed[0], job_id, "echo")
+    assert started[0]["log_level"] == "debug"
     assert completed[0]["log_level"] == "info"
+    assert "duration_ms" in completed[0]
     await harness.stop(worker, run)
     assert worker.held_count == 0
 

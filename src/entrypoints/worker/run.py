@@ -93,7 +93,7 @@ class TaskRunner:
             )
 
         held.started_at = self._timer.monotonic()
-        self._log.info("job_started", **held.fields)
+        self._log.debug("job_started", **held.fields)
         timeout = spec.timeout if spec.timeout is not None else self._default_timeout
         try:
             result = await self._call(spec, job, timeout)
