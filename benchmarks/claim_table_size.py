@@ -7,11 +7,13 @@ The database must contain no jobs yet (use a scratch database): the script
 migrates it, measures, and empties the jobs tables again at the end.
 
 One round submits --jobs jobs, then one worker drains them: claim a batch,
-complete it, repeat. The rate is jobs per second of draining. Other load on
-the machine slows single rounds down, so the best round is the steadiest
-figure; the median is printed too. Before each round the script vacuums the
-tables and runs CHECKPOINT, so that writing back the bulk insert does not
-land inside a measured round. The claim index contains only claimable jobs,
+complete it, repeat. The rate is jobs per second of draining. It is printed
+with the CPU time this process spends per job, which depends far less on
+other load than the rate does. Other load on the machine slows single
+rounds down, so the best round is the steadiest figure; the median is
+printed too. Before each round the script vacuums the tables and runs
+CHECKPOINT, so that writing back the bulk insert does not land inside a
+measured round. The claim index contains only claimable jobs,
 so finished rows should barely slow the claim.
 """
 
@@ -23,6 +25,7 @@ import statistics
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -83,32 +86,45 @@ async def settle(engine: AsyncEngine) -> None:
             print(f"CHECKPOINT skipped: {exc.orig}")
 
 
+@dataclass(frozen=True)
+class Round:
+    """One drain: its rate, and the CPU time this process spent per job."""
+
+    rate: float
+    cpu_per_job: float
+
+
 async def measure(
     engine: AsyncEngine,
     repository: PostgresJobRepository,
     jobs_per_round: int,
     batch: int,
     rounds: int,
-) -> list[float]:
-    """Return the drain rate of each round, in jobs per second."""
-    rates = []
+) -> list[Round]:
+    """Drain `rounds` times and return the figures of each round."""
+    results = []
     for _ in range(rounds):
         await submit(repository, jobs_per_round)
         await settle(engine)
         started = time.perf_counter()
+        cpu_started = time.process_time()
         done = await drain(repository, batch)
+        cpu = time.process_time() - cpu_started
         elapsed = time.perf_counter() - started
         if done != jobs_per_round:
             raise RuntimeError(f"drained {done} jobs, expected {jobs_per_round}")
-        rates.append(done / elapsed)
-    return rates
+        results.append(Round(done / elapsed, cpu / done))
+    return results
 
 
-def describe(label: str, rates: list[float]) -> str:
+def describe(label: str, results: list[Round]) -> str:
+    rates = [result.rate for result in results]
+    cpu = statistics.median(result.cpu_per_job for result in results)
     rounds = ", ".join(f"{rate:,.0f}" for rate in rates)
     return (
         f"{label:<26} best {max(rates):8,.0f} jobs/s, "
-        f"median {statistics.median(rates):8,.0f} jobs/s (rounds: {rounds})"
+        f"median {statistics.median(rates):8,.0f} jobs/s, "
+        f"process CPU {cpu * 1e6:5.1f} µs/job (rounds: {rounds})"
     )
 
 
@@ -185,9 +201,11 @@ async def run(arguments: argparse.Namespace) -> None:
             engine, repository, arguments.jobs, arguments.batch, arguments.rounds
         )
         print(describe(f"{await count_jobs(engine):,} rows in table:", full))
+        full_rates = [result.rate for result in full]
+        empty_rates = [result.rate for result in empty]
         print(
-            f"ratio full / empty: best {max(full) / max(empty):.2f}, "
-            f"median {statistics.median(full) / statistics.median(empty):.2f}"
+            f"ratio full / empty: best {max(full_rates) / max(empty_rates):.2f}, "
+            f"median {statistics.median(full_rates) / statistics.median(empty_rates):.2f}"
         )
     finally:
         await empty_tables(engine)

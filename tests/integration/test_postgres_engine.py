@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from conveyor.adapters.postgres.engine import create_engine, mask_url, parse_url
 from conveyor.adapters.postgres.repository import PostgresJobRepository
-from conveyor.application.ports import NewJob
+from conveyor.application.ports import JobQuery, NewJob
 from conveyor.domain.errors import StoreUnavailable
 from conveyor.domain.job import JobId, JobRequest
 
@@ -73,19 +76,84 @@ async def test_unreachable_server_raises_store_unavailable() -> None:
     assert isinstance(caught.value.__cause__, OSError)
 
 
-async def test_store_survives_terminated_connections(
-    repository: PostgresJobRepository, clean_database_url: str
+async def _terminate_other_backends(url: str) -> int:
+    """End every other backend connected to the database of `url`."""
+    killer = await asyncpg.connect(url)
+    try:
+        terminated = await killer.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await killer.close()
+    return int(terminated)
+
+
+async def _pooled_backend(engine: AsyncEngine) -> asyncpg.Connection:
+    """Check out and return the driver connection of a one-connection pool."""
+    async with engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        driver_connection = raw.driver_connection
+    assert isinstance(driver_connection, asyncpg.Connection)
+    return driver_connection
+
+
+async def test_terminated_backend_recovers_by_next_call(
+    clean_database_url: str,
 ) -> None:
+    engine = create_engine(clean_database_url, pool_size=1)
+    repository = PostgresJobRepository(engine)
     job = (await repository.add(NewJob(JobRequest("echo"), 3, ""))).job
-    killer = await asyncpg.connect(clean_database_url)
-    terminated = await killer.fetchval(
-        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-    )
-    await killer.close()
 
+    assert await _terminate_other_backends(clean_database_url) >= 1
+    try:
+        first = await repository.get(job.id)
+    except StoreUnavailable:
+        first = None
+    second = await repository.get(job.id)
+    await engine.dispose()
+
+    assert first is None or first.id == job.id
+    assert second is not None
+    assert second.id == job.id
+
+
+async def test_terminated_backend_loses_no_submission(
+    clean_database_url: str,
+) -> None:
+    engine = create_engine(clean_database_url, pool_size=1)
+    repository = PostgresJobRepository(engine)
+    await repository.add(NewJob(JobRequest("echo"), 3, ""))
+    await _terminate_other_backends(clean_database_url)
+
+    request = JobRequest("echo", idempotency_key="after-terminate")
+    try:
+        await repository.add(NewJob(request, 3, request.fingerprint()))
+    except StoreUnavailable:
+        pass  # a caller retries with the same key, as below
+    retried = await repository.add(NewJob(request, 3, request.fingerprint()))
+    page = await repository.list_jobs(JobQuery())
+    await engine.dispose()
+
+    assert retried.job.idempotency_key == "after-terminate"
+    assert [job.idempotency_key for job in page.jobs].count("after-terminate") == 1
+
+
+async def test_closed_pooled_connection_is_replaced(
+    clean_database_url: str,
+) -> None:
+    engine = create_engine(clean_database_url, pool_size=1)
+    repository = PostgresJobRepository(engine)
+    job = (await repository.add(NewJob(JobRequest("echo"), 3, ""))).job
+    pooled = await _pooled_backend(engine)
+    closed = asyncio.Event()
+    pooled.add_termination_listener(lambda _: closed.set())
+
+    await _terminate_other_backends(clean_database_url)
+    async with asyncio.timeout(10):
+        await closed.wait()
     stored = await repository.get(job.id)
+    await engine.dispose()
 
-    assert terminated >= 1
     assert stored is not None
     assert stored.id == job.id

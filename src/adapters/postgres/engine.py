@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 _ASYNCPG_DRIVER = "postgresql+asyncpg"
 _ACCEPTED_SCHEMES = ("postgresql", "postgres", _ASYNCPG_DRIVER)
@@ -57,19 +59,24 @@ def _encode_json(value: Any) -> str:
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
     """Build an AsyncEngine on asyncpg with a pool of `pool_size` connections.
 
-    Connections that broke while idle in the pool are replaced before use.
-    They run in autocommit mode, because every statement of the job store is
-    a transaction of its own. Autocommit also makes the check before use one
-    round trip instead of three. For a transaction of several statements, use
-    `engine.execution_options(isolation_level="READ COMMITTED")`.
+    Connections run in autocommit mode, because every statement of the job
+    store is a transaction of its own. For a transaction of several
+    statements, use `engine.execution_options(isolation_level="READ COMMITTED")`.
+
+    A pooled connection is not pinged before use, because a ping costs a
+    round trip per call. The server may close a connection while it waits
+    in the pool (a restart, pg_terminate_backend). Once the event loop has
+    read that close, the pool replaces the connection before use, without a
+    round trip. A connection that breaks unnoticed fails its next statement
+    instead: the caller gets StoreUnavailable and retries, and SQLAlchemy
+    discards the connection, so the retry gets a fresh one.
     """
     if pool_size < 1:
         raise ValueError(f"pool_size must be at least 1, got {pool_size}")
-    return create_async_engine(
+    engine = create_async_engine(
         parse_url(url),
         pool_size=pool_size,
         max_overflow=0,
-        pool_pre_ping=True,
         isolation_level="AUTOCOMMIT",
         json_serializer=_encode_json,
         json_deserializer=msgspec.json.decode,
@@ -82,3 +89,19 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
             "command_timeout": STATEMENT_TIMEOUT_SECONDS,
         },
     )
+    event.listen(engine.sync_engine, "checkout", _replace_if_closed)
+    return engine
+
+
+def _replace_if_closed(
+    dbapi_connection: Any,
+    record: ConnectionPoolEntry,
+    proxy: PoolProxiedConnection,
+) -> None:
+    """Make the pool replace a connection that is already known to be closed.
+
+    The check reads the driver's state only; it sends nothing to the server.
+    """
+    driver_connection = record.driver_connection
+    if driver_connection is not None and driver_connection.is_closed():
+        raise DisconnectionError("the server closed this pooled connection")

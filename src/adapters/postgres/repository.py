@@ -2,8 +2,8 @@
 
 Each method runs one statement in its own transaction (autocommit). Only add
 and add_many may run a second one, to read the jobs that already hold their
-idempotency keys. Taking a connection from the pool costs one more round
-trip, for the pool's liveness check.
+idempotency keys. Taking a connection from the pool costs no round trip
+(see create_engine).
 """
 
 from __future__ import annotations
