@@ -17,7 +17,7 @@ import msgspec
 from conveyor.domain.job import ErrorInfo, Job, JsonValue, WorkerId
 from conveyor.entrypoints.tasks import JobContext, TaskRegistry, TaskSpec
 from conveyor.entrypoints.worker.holding import HeldJob
-from conveyor.entrypoints.worker.timing import Timer
+from conveyor.entrypoints.worker.timing import Deadlines, Timer
 
 # Limits on what one attempt's error record keeps.
 MAX_ERROR_MESSAGE_CHARS = 1000
@@ -75,6 +75,7 @@ class TaskRunner:
         self._executor = executor
         self._timer = timer
         self._log = log
+        self._deadlines = Deadlines(timer)
         self.abandoned_threads = 0
 
     async def run(self, held: HeldJob) -> Outcome:
@@ -107,9 +108,9 @@ class TaskRunner:
         """Await the handler; raise TaskTimedOut once `limit` seconds have passed.
 
         The timeout cancels this task itself and takes the cancellation back
-        with uncancel(), as asyncio.timeout() does, so a job costs one timer
-        rather than a second task. A cancellation from elsewhere (shutdown)
-        still propagates.
+        with uncancel(), as asyncio.timeout() does, so a job costs one entry
+        in the shared Deadlines rather than a second task or its own timer.
+        A cancellation from elsewhere (shutdown) still propagates.
         """
         task = asyncio.current_task()
         assert task is not None
@@ -120,7 +121,7 @@ class TaskRunner:
             expired = True
             task.cancel()
 
-        handle = self._timer.call_later(limit, expire)
+        deadline = self._deadlines.add(limit, expire)
         try:
             result = await self._invoke(spec, job)
         except asyncio.CancelledError:
@@ -128,7 +129,7 @@ class TaskRunner:
                 raise
             result = None
         finally:
-            handle.cancel()
+            self._deadlines.remove(deadline)
 
         if expired:
             if task.uncancel() > 0:

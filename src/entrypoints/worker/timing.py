@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -149,3 +150,56 @@ async def wait_any(
     finally:
         for task in tasks:
             task.cancel()
+
+
+class Deadlines:
+    """Timeouts of running jobs, watched by one timer set for the earliest.
+
+    A timer per job would cost a timer handle and a heap entry for every
+    job, mostly cancelled unused. Here a job costs one dict entry. The timer
+    fires at the earliest deadline known when it was set, calls back every
+    entry whose deadline has passed and is set again for the earliest left.
+    Entries are running jobs only, so each sweep reads at most `concurrency`.
+    """
+
+    def __init__(self, timer: Timer) -> None:
+        self._timer = timer
+        self._entries: dict[int, tuple[float, Callable[[], object]]] = {}
+        self._keys = itertools.count()
+        self._handle: Cancellable | None = None
+        self._due = math.inf
+
+    def add(self, seconds: float, callback: Callable[[], object]) -> int:
+        """Call `callback` after `seconds` unless remove() comes first; return its key."""
+        deadline = self._timer.monotonic() + seconds
+        key = next(self._keys)
+        self._entries[key] = (deadline, callback)
+        if deadline < self._due:
+            self._set_timer(deadline)
+        return key
+
+    def remove(self, key: int) -> None:
+        # The timer stays set; a sweep that finds nothing due just sets it again.
+        self._entries.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _set_timer(self, deadline: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._due = deadline
+        self._handle = self._timer.call_later(
+            deadline - self._timer.monotonic(), self._sweep
+        )
+
+    def _sweep(self) -> None:
+        self._handle = None
+        self._due = math.inf
+        now = self._timer.monotonic()
+        due = [key for key, (deadline, _) in self._entries.items() if deadline <= now]
+        for key in due:
+            _, callback = self._entries.pop(key)
+            callback()
+        if self._entries:
+            self._set_timer(min(deadline for deadline, _ in self._entries.values()))
