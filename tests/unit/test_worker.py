@@ -691,6 +691,29 @@ async def test_completions_are_written_in_batches(harness: Harness) -> None:
     assert harness.repository.completion_batches == [6]
 
 
+async def test_idle_worker_writes_results_at_once(harness: Harness) -> None:
+    job_id = await harness.submit("echo", 1)
+    harness.start(harness.worker(flush_delay=1000.0))
+
+    await harness.timer.settle()
+
+    assert (await harness.job(job_id)).state is JobState.COMPLETED
+
+
+async def test_busy_worker_waits_for_flush_delay(harness: Harness) -> None:
+    harness.registry.register(Gate(), "busy")
+    await harness.submit("busy")
+    job_id = await harness.submit("echo", 1)
+    harness.start(harness.worker(flush_delay=1.0))
+    await harness.timer.advance(0.5)
+    buffered = await harness.job(job_id)
+
+    await harness.timer.advance(0.5)
+
+    assert buffered.state is JobState.IN_PROGRESS
+    assert (await harness.job(job_id)).state is JobState.COMPLETED
+
+
 async def test_full_buffer_is_written_without_delay(harness: Harness) -> None:
     for n in range(4):
         await harness.submit("echo", n)
@@ -719,7 +742,9 @@ async def test_idle_worker_wakes_on_notification(harness: Harness) -> None:
     wakeups.notified.set()
     await harness.timer.settle()
 
-    assert (await harness.job(job_id)).state is JobState.IN_PROGRESS
+    # No virtual time passed: the claim, the run and the write of an idle
+    # worker wait for nothing.
+    assert (await harness.job(job_id)).state is JobState.COMPLETED
     assert len(harness.repository.claim_limits) == 2
 
 
@@ -834,6 +859,9 @@ async def test_outage_during_completion_is_retried(harness: Harness) -> None:
 
 
 async def test_crash_before_flush_reruns_job(harness: Harness) -> None:
+    # A running job keeps the worker busy, so the result waits for the delay.
+    harness.registry.register(Gate(), "busy")
+    await harness.submit("busy")
     job_id = await harness.submit("echo", "once more")
     crashed = harness.worker(flush_delay=1000.0, worker_id=WorkerId("crashed-1"))
     crashed_run = harness.start(crashed)
@@ -847,6 +875,7 @@ async def test_crash_before_flush_reruns_job(harness: Harness) -> None:
     job = await harness.until_state(job_id, JobState.COMPLETED, step=0.5)
 
     assert buffered.state is JobState.IN_PROGRESS
+    assert buffered.result is None
     assert job.attempt == 2
     assert [a.outcome for a in job.attempts] == [
         AttemptOutcome.LEASE_EXPIRED,

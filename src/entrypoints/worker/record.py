@@ -1,8 +1,8 @@
 """Write what became of each job: completions in batches, failures, releases.
 
 Completions wait in a buffer that is written with one complete() call once it
-holds `flush_size` results or its oldest result has waited `flush_delay`
-seconds. Until then the job stays held, so heartbeats keep its lease. If the
+contains `flush_size` results, its oldest result has waited `flush_delay`
+seconds, or the worker has no job left to run (flush_soon). Until then the job stays held, so heartbeats keep its lease. If the
 worker dies before the write, the lease expires and the job runs again, so a
 buffered result can cause a re-run but never a lost job.
 """
@@ -61,6 +61,15 @@ class Recorder:
         self._buffer.append((held, result))
         self._has_results.set()
         if len(self._buffer) >= self._flush_size:
+            self._flush_now.set()
+
+    def flush_soon(self) -> None:
+        """Write the buffer without waiting for `flush_delay`, as the worker is idle.
+
+        No more results are coming soon, so waiting would only delay the
+        write and keep the jobs leased for longer.
+        """
+        if self._buffer:
             self._flush_now.set()
 
     async def run_flusher(self) -> None:

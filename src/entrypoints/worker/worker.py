@@ -353,6 +353,9 @@ class Worker:
         self._start_ready()
         if not self._running:
             self._no_running.set()
+            # Nothing left to run: write the results now rather than after
+            # the flush delay.
+            self._recorder.flush_soon()
         if self._room() > 0:
             self._room_freed.set()
 
