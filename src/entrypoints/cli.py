@@ -97,6 +97,7 @@ def api(
     import uvicorn
 
     from conveyor.entrypoints.api import create_app
+    from conveyor.entrypoints.api.server import CoalescingHttpToolsProtocol
     from conveyor.entrypoints.container import build_container
 
     app = create_app(build_container(settings))
@@ -104,6 +105,7 @@ def api(
         app,
         host=settings.host,
         port=settings.port,
+        http=CoalescingHttpToolsProtocol,
         log_config=None,
         access_log=access_log,
         lifespan="on",
