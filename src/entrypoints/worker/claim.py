@@ -102,6 +102,7 @@ class ClaimLoop:
         room_freed: asyncio.Event,
         stop: asyncio.Event,
         prefetch: PrefetchSizer,
+        drained: Callable[[], None] = lambda: None,
     ) -> None:
         self._execute = execute
         self._worker_id = worker_id
@@ -117,6 +118,10 @@ class ClaimLoop:
         self._room_freed = room_freed
         self._stop = stop
         self._prefetch = prefetch
+        # Called when a claim found the queues drained, before waiting.
+        self._drained = drained
+        # True while the loop waits for new jobs, not for room or a claim.
+        self.waiting_for_jobs = False
         # Monotonic time at which a job of ours becomes due again, if sooner
         # than the next poll; set by expect_due().
         self._next_due: float | None = None
@@ -158,7 +163,12 @@ class ClaimLoop:
             if jobs:
                 self._deliver(jobs)
             if len(jobs) < limit:
-                await self._wait_for_jobs()
+                self.waiting_for_jobs = True
+                self._drained()
+                try:
+                    await self._wait_for_jobs()
+                finally:
+                    self.waiting_for_jobs = False
 
     async def _wait_for_jobs(self) -> None:
         """Wait for a wakeup, a known due retry or the poll interval."""

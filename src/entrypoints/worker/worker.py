@@ -137,6 +137,7 @@ class Worker:
             room_freed=self._room_freed,
             stop=self._stop,
             prefetch=self._prefetch,
+            drained=self._queues_drained,
         )
         self._recorder = Recorder(
             execute=execute,
@@ -353,11 +354,18 @@ class Worker:
         self._start_ready()
         if not self._running:
             self._no_running.set()
-            # Nothing left to run: write the results now rather than after
-            # the flush delay.
-            self._recorder.flush_soon()
+            # Idle until a new job arrives: write the results now. While a
+            # claim is in flight, more results follow, so keep batching.
+            if self._claimer.waiting_for_jobs:
+                self._recorder.flush_soon()
         if self._room() > 0:
             self._room_freed.set()
+
+    def _queues_drained(self) -> None:
+        # No job is left to run and none is coming: write the results now
+        # rather than after the flush delay.
+        if not self._running and not self._ready:
+            self._recorder.flush_soon()
 
     def _loop_ended(self, name: str, task: asyncio.Task[None]) -> None:
         if task.cancelled() or task.exception() is None:
