@@ -8,8 +8,9 @@ migrates it, measures, and empties the jobs tables again at the end.
 
 One round submits --jobs jobs, then one worker drains them: claim a batch,
 complete it, repeat. The rate is jobs per second of draining. It is printed
-with the CPU time this process spends per job, which depends far less on
-other load than the rate does. Other load on the machine slows single
+with the CPU time per job of this process and, for a server on this
+machine, of the server processes serving this database: these depend far
+less on other load than the rate does. Other load on the machine slows single
 rounds down, so the best round is the steadiest figure; the median is
 printed too. Before each round the script vacuums the tables and runs
 CHECKPOINT, so that writing back the bulk insert does not land inside a
@@ -21,12 +22,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -88,10 +92,49 @@ async def settle(engine: AsyncEngine) -> None:
 
 @dataclass(frozen=True)
 class Round:
-    """One drain: its rate, and the CPU time this process spent per job."""
+    """One drain: its rate, and the CPU time spent per job here and in the server.
+
+    `server_cpu_per_job` is None when the server's processes are not readable
+    from here, as on another host.
+    """
 
     rate: float
     cpu_per_job: float
+    server_cpu_per_job: float | None
+
+
+_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+async def server_cpu_seconds(engine: AsyncEngine) -> float | None:
+    """Return the CPU time used so far by the server processes of this database.
+
+    It is read from /proc, so it works only for a server on this machine.
+    """
+    async with engine.connect() as connection:
+        pids = (
+            await connection.scalars(
+                sa.text(
+                    "SELECT pid FROM pg_stat_activity"
+                    " WHERE datname = current_database()"
+                )
+            )
+        ).all()
+    return await asyncio.to_thread(_processes_cpu_seconds, pids)
+
+
+def _processes_cpu_seconds(pids: Sequence[int]) -> float | None:
+    total = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return None
+        # After the command name in parentheses, utime and stime are the
+        # 12th and 13th fields (fields 14 and 15 of the whole line).
+        fields = stat.rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / _TICKS_PER_SECOND
 
 
 async def measure(
@@ -106,25 +149,36 @@ async def measure(
     for _ in range(rounds):
         await submit(repository, jobs_per_round)
         await settle(engine)
+        server_started = await server_cpu_seconds(engine)
         started = time.perf_counter()
         cpu_started = time.process_time()
         done = await drain(repository, batch)
         cpu = time.process_time() - cpu_started
         elapsed = time.perf_counter() - started
+        server_ended = await server_cpu_seconds(engine)
         if done != jobs_per_round:
             raise RuntimeError(f"drained {done} jobs, expected {jobs_per_round}")
-        results.append(Round(done / elapsed, cpu / done))
+        server_cpu = None
+        if server_started is not None and server_ended is not None:
+            server_cpu = (server_ended - server_started) / done
+        results.append(Round(done / elapsed, cpu / done, server_cpu))
     return results
 
 
 def describe(label: str, results: list[Round]) -> str:
     rates = [result.rate for result in results]
     cpu = statistics.median(result.cpu_per_job for result in results)
+    server_cpus = [result.server_cpu_per_job for result in results]
+    known = [value for value in server_cpus if value is not None]
+    server = "n/a"
+    if len(known) == len(server_cpus):
+        server = f"{statistics.median(known) * 1e6:5.1f} µs/job"
     rounds = ", ".join(f"{rate:,.0f}" for rate in rates)
     return (
         f"{label:<26} best {max(rates):8,.0f} jobs/s, "
         f"median {statistics.median(rates):8,.0f} jobs/s, "
-        f"process CPU {cpu * 1e6:5.1f} µs/job (rounds: {rounds})"
+        f"CPU here {cpu * 1e6:5.1f} µs/job, in the server {server} "
+        f"(rounds: {rounds})"
     )
 
 
