@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from conveyor.adapters.postgres.repository import PostgresJobRepository
 from conveyor.adapters.postgres.rows import REPLACEMENT_CHARACTER
-from conveyor.adapters.postgres.tables import jobs
+from conveyor.adapters.postgres.tables import job_attempts, jobs
 from conveyor.application.executing import lease_of
 from conveyor.application.ports import (
     ClaimRequest,
@@ -23,7 +23,15 @@ from conveyor.application.ports import (
     NewJob,
 )
 from conveyor.domain.errors import IllegalTransition, InvalidJobRequest
-from conveyor.domain.job import ErrorInfo, Job, JobId, JobRequest, LeaseToken, WorkerId
+from conveyor.domain.job import (
+    AttemptOutcome,
+    ErrorInfo,
+    Job,
+    JobId,
+    JobRequest,
+    LeaseToken,
+    WorkerId,
+)
 from conveyor.domain.states import JobState
 
 LEASE = timedelta(seconds=30)
@@ -297,3 +305,58 @@ async def test_batch_failures_keep_their_own_outcome(
             assert timedelta(0) <= stored.run_at - (now + delay) < timedelta(seconds=5)
         else:
             assert stored.finished_at is not None
+
+
+async def test_completion_writes_no_attempt_row(
+    repository: PostgresJobRepository, engine: AsyncEngine
+) -> None:
+    job = (await repository.add(new_job())).job
+    [claimed] = await claim(repository, ("default",), 1)
+    await repository.complete([Completion(lease_of(claimed), "done")])
+
+    stored = await repository.get(job.id)
+    async with engine.connect() as connection:
+        attempt_rows = await connection.scalar(
+            sa.select(sa.func.count()).select_from(job_attempts)
+        )
+
+    assert attempt_rows == 0
+    assert stored is not None
+    [attempt] = stored.attempts
+    assert attempt.attempt == 1
+    assert attempt.worker_id == WORKER
+    assert attempt.started_at == claimed.started_at
+    assert attempt.finished_at == stored.finished_at
+    assert attempt.outcome is AttemptOutcome.COMPLETED
+    assert attempt.error is None
+
+
+async def test_completed_attempt_row_of_older_store_is_listed_once(
+    repository: PostgresJobRepository, engine: AsyncEngine
+) -> None:
+    job = (await repository.add(new_job())).job
+    [claimed] = await claim(repository, ("default",), 1)
+    await repository.complete([Completion(lease_of(claimed), "done")])
+    # Stores written before completions stopped inserting attempt rows.
+    columns = ["job_id", "attempt", "worker_id", "started_at", "finished_at"]
+    async with engine.begin() as connection:
+        await connection.execute(
+            sa.insert(job_attempts).from_select(
+                [*columns, "outcome"],
+                sa.select(
+                    jobs.c.id,
+                    jobs.c.attempt,
+                    jobs.c.worker_id,
+                    jobs.c.started_at,
+                    jobs.c.finished_at,
+                    sa.literal(AttemptOutcome.COMPLETED.value),
+                ),
+            )
+        )
+
+    stored = await repository.get(job.id)
+
+    assert stored is not None
+    assert [attempt.outcome for attempt in stored.attempts] == [
+        AttemptOutcome.COMPLETED
+    ]

@@ -164,15 +164,36 @@ def job_from_row(row: Sequence[Any]) -> Job:
 def job_with_attempts(row: Any) -> Job:
     """Build a Job from a row that also contains the `attempts` JSON column.
 
-    The attempts are the finished ones plus, while the job runs, the current
-    attempt, which lives in the job row until it ends.
+    The attempts are the recorded ones plus the one that lives in the job
+    row: the current attempt while the job runs, or the completed attempt
+    of a COMPLETED job, which gets no job_attempts row.
     """
     job = job_from_row(row)
     attempts = [_attempt_from_json(item) for item in row.attempts or ()]
     if job.state is JobState.IN_PROGRESS:
         assert job.worker_id is not None and job.started_at is not None
         attempts.append(Attempt(job.attempt, job.worker_id, job.started_at))
+    elif job.state is JobState.COMPLETED and not _ends_completed(attempts):
+        assert job.worker_id is not None and job.started_at is not None
+        attempts.append(
+            Attempt(
+                job.attempt,
+                job.worker_id,
+                job.started_at,
+                job.finished_at,
+                AttemptOutcome.COMPLETED,
+            )
+        )
     return replace(job, attempts=tuple(attempts))
+
+
+def _ends_completed(attempts: list[Attempt]) -> bool:
+    """Tell whether the last recorded attempt completed the job.
+
+    Only stores written before completions stopped inserting attempt rows
+    contain such a row.
+    """
+    return bool(attempts) and attempts[-1].outcome is AttemptOutcome.COMPLETED
 
 
 def _attempt_from_json(item: dict[str, Any]) -> Attempt:

@@ -282,9 +282,14 @@ def _extend_leases() -> sa.Update:
     )
 
 
-def _complete() -> sa.Insert:
+def _complete() -> sa.Update:
+    """Complete jobs whose lease is still live.
+
+    No job_attempts row is written: the jobs row keeps the completed
+    attempt (see the tables module), and COMPLETED is final.
+    """
     leases = _leases(("results", "result", sa.Text()))
-    completed = (
+    return (
         sa.update(jobs)
         .where(_runs_under(leases), _lease_is_live())
         .values(
@@ -295,10 +300,8 @@ def _complete() -> sa.Insert:
             lease_token=sa.null(),
             lease_expires_at=sa.null(),
         )
-        .returning(jobs.c.id, jobs.c.attempt, jobs.c.worker_id, jobs.c.started_at)
-        .cte("completed")
+        .returning(jobs.c.id.label("job_id"))
     )
-    return _record_attempts(completed, AttemptOutcome.COMPLETED, with_error=False)
 
 
 _FAILURE_INPUT: tuple[InputColumn, ...] = (

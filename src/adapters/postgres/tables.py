@@ -1,8 +1,15 @@
 """SQLAlchemy Core tables of the PostgreSQL job store.
 
 The current attempt of a running job lives in its `jobs` row, in worker_id
-and started_at. A `job_attempts` row is written only when an attempt ends,
-by the same statement that changes the job.
+and started_at. A `job_attempts` row is written when an attempt fails,
+expires or is released, by the same statement that changes the job.
+
+A completed attempt gets no `job_attempts` row. The `jobs` row describes
+it fully (attempt, worker_id, started_at, finished_at, state COMPLETED),
+and since COMPLETED is final, no later attempt overwrites those columns.
+Readers add the completed attempt from the row. Stores written before
+this rule may still hold a COMPLETED `job_attempts` row, and readers then
+use that row instead.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ jobs = sa.Table(
     sa.Column("updated_at", Timestamp, nullable=False, server_default=sa.func.now()),
 )
 
+# Ended attempts except the completed one, which its jobs row describes.
 job_attempts = sa.Table(
     "job_attempts",
     metadata,
