@@ -13,6 +13,7 @@ from conveyor.adapters.postgres.repository import PostgresJobRepository
 from conveyor.application.managing import ManageJobs
 from conveyor.application.queries import QueryJobs
 from conveyor.application.submitting import MAX_BATCH_SIZE, SubmitJobs
+from conveyor.entrypoints.api.batching import SubmitBatcher
 from conveyor.entrypoints.api.errors import exception_handlers
 from conveyor.entrypoints.api.health import health, queues, ready
 from conveyor.entrypoints.api.jobs import BatchController, JobsController
@@ -33,6 +34,11 @@ ENVELOPE_BYTES = 64 * 1024
 BATCH_BODY_BYTES = 64 * 1024 * 1024
 
 API_VERSION = "0.1.0"
+
+# Store calls that POST /jobs runs at once. Requests that arrive meanwhile
+# wait and share the next call. Measured with 32 clients on PostgreSQL, 1 to 4
+# calls gave the same rate and 10 calls spent more CPU per job.
+JOINED_CALLS = 4
 
 
 def create_app(container: Container) -> Litestar:
@@ -81,8 +87,10 @@ def create_app(container: Container) -> Litestar:
 
 async def _build_services(container: Container, settings: Settings) -> ApiServices:
     registry = container.registry()
+    submit_jobs = await resolve_as(container.submit_jobs, SubmitJobs)
     return ApiServices(
-        submit_jobs=await resolve_as(container.submit_jobs, SubmitJobs),
+        submit_jobs=submit_jobs,
+        batcher=SubmitBatcher(submit_jobs, min(settings.pool_size, JOINED_CALLS)),
         query_jobs=await resolve_as(container.query_jobs, QueryJobs),
         manage_jobs=await resolve_as(container.manage_jobs, ManageJobs),
         probe_store=await _store_probe(container, settings),

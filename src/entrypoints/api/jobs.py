@@ -139,7 +139,7 @@ class JobsController(Controller):
         spec = _task_spec(data.task, "task", services.tasks)
         request = data.to_request(header_key, spec)
 
-        submission = await services.submit_jobs.submit(request)
+        submission = await services.batcher.submit(request)
 
         job = submission.job
         # DEBUG, not INFO: one line per request costs about a third of the

@@ -11,6 +11,7 @@ from litestar.di import NamedDependency
 from conveyor.application.managing import ManageJobs
 from conveyor.application.queries import QueryJobs
 from conveyor.application.submitting import SubmitJobs
+from conveyor.entrypoints.api.batching import SubmitBatcher
 from conveyor.entrypoints.tasks import TaskRegistry
 
 StoreProbe = Callable[[], Awaitable[None]]
@@ -25,6 +26,8 @@ class ApiServices:
     """
 
     submit_jobs: SubmitJobs
+    # POST /jobs submits through it, so that concurrent requests share a call.
+    batcher: SubmitBatcher
     query_jobs: QueryJobs
     manage_jobs: ManageJobs
     probe_store: StoreProbe
