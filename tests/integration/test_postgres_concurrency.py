@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 import sqlalchemy as sa
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from conveyor.adapters.clock import FixedRandom, UuidTokens
+from conveyor.adapters.postgres import statements
 from conveyor.adapters.postgres.engine import create_engine
 from conveyor.adapters.postgres.repository import PostgresJobRepository
 from conveyor.adapters.postgres.tables import job_attempts, jobs
@@ -226,31 +228,37 @@ async def test_concurrent_expiry_applies_once(new_engine: EngineFactory) -> None
     assert rows == [(AttemptOutcome.LEASE_EXPIRED.value, 20)]
 
 
+@pytest.mark.parametrize("plan_mode", ["force_custom_plan", "force_generic_plan"])
 async def test_claim_query_uses_claim_index(
-    new_engine: EngineFactory, clean_database_url: str
+    new_engine: EngineFactory, clean_database_url: str, plan_mode: str
 ) -> None:
     engine = new_engine()
     async with engine.begin() as connection:
         await connection.execute(_finished_rows(20_000))
         await connection.execute(sa.text("ANALYZE jobs"))
-    repository = PostgresJobRepository(engine)
-    await submit_jobs(repository, 50)
-    captured: list[tuple[str, Any]] = []
+    await submit_jobs(PostgresJobRepository(engine), 50)
+    arguments = statements.CLAIM.arguments(
+        {
+            "time_shift": timedelta(0),
+            "queues": ["default"],
+            "limit": 10,
+            "worker_id": "worker-1",
+            "lease_token": uuid.uuid4(),
+            "lease_duration": LEASE,
+        }
+    )
 
-    def capture(
-        connection: Any, cursor: Any, statement: str, parameters: Any, *rest: Any
-    ) -> None:
-        if "FOR UPDATE SKIP LOCKED" in statement:
-            captured.append((statement, parameters))
-
-    event.listen(engine.sync_engine, "before_cursor_execute", capture)
-    await executor(repository).claim(WorkerId("worker-1"), ["default"], 10)
-    event.remove(engine.sync_engine, "before_cursor_execute", capture)
-    [(statement, parameters)] = captured
-
-    async with engine.connect() as connection:
-        plan = await connection.exec_driver_sql("EXPLAIN " + statement, parameters)
-        plan_text = "\n".join(row[0] for row in plan)
+    # The store prepares the claim once per connection, and PostgreSQL may
+    # switch a prepared statement to a generic plan, so both plans count.
+    connection = await asyncpg.connect(clean_database_url)
+    try:
+        await connection.execute(
+            "SELECT set_config('plan_cache_mode', $1, false)", plan_mode
+        )
+        plan = await connection.fetch("EXPLAIN " + statements.CLAIM.sql, *arguments)
+    finally:
+        await connection.close()
+    plan_text = "\n".join(row[0] for row in plan)
 
     assert "jobs_claim_idx" in plan_text, plan_text
 

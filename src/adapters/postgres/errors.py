@@ -68,6 +68,11 @@ def translate_errors(
     return wrapper
 
 
+def connection_lost(error: BaseException) -> StoreUnavailable:
+    """Return the StoreUnavailable for `error`, raised on a connection that closed."""
+    return StoreUnavailable(f"PostgreSQL job store is unavailable: {_describe(error)}")
+
+
 def _describe(error: BaseException) -> str:
     if isinstance(error, sa_exc.DBAPIError) and error.orig is not None:
         error = error.orig

@@ -1,9 +1,10 @@
-"""The PostgreSQL job store: JobRepository on SQLAlchemy Core over asyncpg.
+"""The PostgreSQL job store: JobRepository on asyncpg, with SQLAlchemy's pool.
 
 Each method runs one statement in its own transaction (autocommit). Only add
 and add_many may run a second one, to read the jobs that already hold their
-idempotency keys. Taking a connection from the pool costs no round trip
-(see create_engine).
+idempotency keys. The statements are built with SQLAlchemy Core and run on
+the driver connection (see the statements module). Taking a connection from
+the pool costs no round trip (see create_engine).
 """
 
 from __future__ import annotations
@@ -12,18 +13,20 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from conveyor.adapters.postgres import statements
-from conveyor.adapters.postgres.errors import translate_errors
+from conveyor.adapters.postgres.errors import connection_lost, translate_errors
 from conveyor.adapters.postgres.rows import (
+    claimed_job,
     encode_payload,
     encode_result,
     job_from_row,
     job_with_attempts,
     storable_text,
 )
+from conveyor.adapters.postgres.statements import DriverStatement
 from conveyor.application.ports import (
     ClaimRequest,
     Completion,
@@ -56,12 +59,26 @@ class PostgresJobRepository:
         self.time_shift = time_shift
 
     async def _execute(
-        self, statement: sa.Executable, parameters: Mapping[str, Any] | None = None
-    ) -> list[sa.Row[Any]]:
+        self, statement: DriverStatement, parameters: Mapping[str, Any] | None = None
+    ) -> list[asyncpg.Record]:
         values = {"time_shift": self.time_shift, **(parameters or {})}
+        arguments = statement.arguments(values)
         async with self._engine.connect() as connection:
-            result = await connection.execute(statement, values)
-            return list(result.all()) if result.returns_rows else []
+            pooled = await connection.get_raw_connection()
+            driver_connection = pooled.driver_connection
+            assert isinstance(driver_connection, asyncpg.Connection)
+            try:
+                rows: list[asyncpg.Record] = await driver_connection.fetch(
+                    statement.sql, *arguments
+                )
+            except Exception as exc:
+                if not driver_connection.is_closed():
+                    raise
+                # SQLAlchemy does not see errors of the driver connection,
+                # so the pool is told here to discard it.
+                await connection.invalidate(exc)
+                raise connection_lost(exc) from exc
+            return rows
 
     @translate_errors
     async def now(self) -> datetime:
@@ -96,7 +113,7 @@ class PostgresJobRepository:
         return await self._match_submissions(requests, inserted)
 
     async def _match_submissions(
-        self, requests: Sequence[JobRequest], inserted: list[sa.Row[Any]]
+        self, requests: Sequence[JobRequest], inserted: list[asyncpg.Record]
     ) -> list[Submission]:
         """Pair each request with its new job, or with the job holding its key.
 
@@ -104,12 +121,12 @@ class PostgresJobRepository:
         sorted by id, line up with the requests without a key.
         """
         new_by_key = {
-            row.idempotency_key: row for row in inserted if row.idempotency_key
+            row["idempotency_key"]: row for row in inserted if row["idempotency_key"]
         }
         new_unkeyed = iter(
-            sorted((r for r in inserted if not r.idempotency_key), key=_id)
+            sorted((r for r in inserted if not r["idempotency_key"]), key=_id)
         )
-        matches: list[sa.Row[Any] | str] = []
+        matches: list[asyncpg.Record | str] = []
         for request in requests:
             key = request.idempotency_key
             if key is None:
@@ -135,7 +152,7 @@ class PostgresJobRepository:
         rows = await self._execute(
             statements.SELECT_BY_KEYS, {"idempotency_keys": keys}
         )
-        found = {row.idempotency_key: job_with_attempts(row) for row in rows}
+        found = {row["idempotency_key"]: job_with_attempts(row) for row in rows}
         missing = set(keys) - found.keys()
         if missing:
             # Only a job deleted by hand between the two statements gets here.
@@ -160,7 +177,7 @@ class PostgresJobRepository:
         if before_id is not None and not _is_bigint(before_id):
             # Every id is lower than a cursor beyond the bigint range.
             before_id = None if before_id > 0 else JobId(0)
-        statement = statements.list_jobs(
+        statement = statements.list_jobs_for_driver(
             states=bool(query.states),
             queues=bool(query.queues),
             tasks=bool(query.tasks),
@@ -185,7 +202,9 @@ class PostgresJobRepository:
         rows = await self._execute(statements.COUNT_BY_QUEUE_AND_STATE)
         per_queue: dict[str, dict[JobState, int]] = {}
         for row in rows:
-            per_queue.setdefault(row.queue, {})[JobState(row.state)] = row.total
+            per_queue.setdefault(row["queue"], {})[JobState(row["state"])] = row[
+                "total"
+            ]
         return [QueueCounts(queue, counts) for queue, counts in per_queue.items()]
 
     @translate_errors
@@ -202,9 +221,9 @@ class PostgresJobRepository:
                 "lease_duration": request.lease_duration,
             },
         )
-        # RETURNING gives no order; the claim order is restored here.
-        rows.sort(key=lambda row: (-row.priority, row.run_at, row.id))
-        return [job_from_row(row) for row in rows]
+        return [
+            claimed_job(row, request.worker_id, request.lease_token) for row in rows
+        ]
 
     @translate_errors
     async def extend_leases(
@@ -217,7 +236,7 @@ class PostgresJobRepository:
             statements.EXTEND_LEASES,
             {**_lease_arrays(leases), "lease_duration": duration},
         )
-        return {JobId(row.id) for row in rows}
+        return {JobId(row["id"]) for row in rows}
 
     @translate_errors
     async def complete(self, completions: Sequence[Completion]) -> set[JobId]:
@@ -231,7 +250,7 @@ class PostgresJobRepository:
                 "results": [encode_result(c.result) for c in completions],
             },
         )
-        return {JobId(row.job_id) for row in rows}
+        return {JobId(row["job_id"]) for row in rows}
 
     @translate_errors
     async def fail(self, failures: Sequence[Failure]) -> set[JobId]:
@@ -242,7 +261,7 @@ class PostgresJobRepository:
         return await self._record_failures(statements.EXPIRE, failures)
 
     async def _record_failures(
-        self, statement: sa.Executable, failures: Sequence[Failure]
+        self, statement: DriverStatement, failures: Sequence[Failure]
     ) -> set[JobId]:
         if not failures:
             return set()
@@ -265,7 +284,7 @@ class PostgresJobRepository:
                 ],
             },
         )
-        return {JobId(row.job_id) for row in rows}
+        return {JobId(row["job_id"]) for row in rows}
 
     @translate_errors
     async def release(self, leases: Sequence[Lease]) -> set[JobId]:
@@ -273,7 +292,7 @@ class PostgresJobRepository:
             return set()
         leases = _in_lock_order(leases)
         rows = await self._execute(statements.RELEASE, _lease_arrays(leases))
-        return {JobId(row.job_id) for row in rows}
+        return {JobId(row["job_id"]) for row in rows}
 
     @translate_errors
     async def find_expired(self, limit: int) -> list[Job]:
@@ -307,8 +326,8 @@ def _is_bigint(job_id: int) -> bool:
     return -_BIGINT_MAX - 1 <= job_id <= _BIGINT_MAX
 
 
-def _id(row: sa.Row[Any]) -> int:
-    return int(row.id)
+def _id(row: asyncpg.Record) -> int:
+    return int(row["id"])
 
 
 def _in_lock_order(leases: Sequence[Lease]) -> list[Lease]:

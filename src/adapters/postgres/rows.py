@@ -17,6 +17,7 @@ from conveyor.domain.job import (
     ErrorInfo,
     Job,
     JsonValue,
+    LeaseToken,
     WorkerId,
 )
 from conveyor.domain.states import JobState
@@ -161,6 +162,55 @@ def job_from_row(row: Sequence[Any]) -> Job:
     )
 
 
+def claimed_job(
+    row: Sequence[Any], worker_id: WorkerId, lease_token: LeaseToken
+) -> Job:
+    """Build a claimed Job from a row of the columns in statements.CLAIMED_COLUMNS."""
+    (
+        job_id,
+        task,
+        queue,
+        payload,
+        priority,
+        run_at,
+        attempt,
+        max_attempts,
+        idempotency_key,
+        fingerprint,
+        lease_expires_at,
+        started_at,
+        error_type,
+        error_message,
+        error_traceback,
+        created_at,
+    ) = row
+    last_error = None
+    if error_type is not None:
+        last_error = ErrorInfo(error_type, error_message or "", error_traceback or "")
+    return Job(
+        job_id,
+        task,
+        queue,
+        payload,
+        priority,
+        JobState.IN_PROGRESS,
+        run_at,
+        attempt,
+        max_attempts,
+        created_at,
+        started_at,
+        idempotency_key,
+        fingerprint,
+        worker_id,
+        lease_token,
+        lease_expires_at,
+        started_at,
+        None,
+        None,
+        last_error,
+    )
+
+
 def job_with_attempts(row: Any) -> Job:
     """Build a Job from a row that also contains the `attempts` JSON column.
 
@@ -169,7 +219,7 @@ def job_with_attempts(row: Any) -> Job:
     of a COMPLETED job, which gets no job_attempts row.
     """
     job = job_from_row(row)
-    attempts = [_attempt_from_json(item) for item in row.attempts or ()]
+    attempts = [_attempt_from_json(item) for item in row["attempts"] or ()]
     if job.state is JobState.IN_PROGRESS:
         assert job.worker_id is not None and job.started_at is not None
         attempts.append(Attempt(job.attempt, job.worker_id, job.started_at))
