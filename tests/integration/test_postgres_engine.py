@@ -13,6 +13,7 @@ from conveyor.adapters.postgres.repository import PostgresJobRepository
 from conveyor.application.ports import JobQuery, NewJob
 from conveyor.domain.errors import StoreUnavailable
 from conveyor.domain.job import JobId, JobRequest
+from conveyor.domain.states import JobState
 
 
 @pytest.mark.parametrize(
@@ -157,3 +158,43 @@ async def test_closed_pooled_connection_is_replaced(
 
     assert stored is not None
     assert stored.id == job.id
+
+
+async def test_backend_terminated_mid_statement_raises_unavailable(
+    clean_database_url: str,
+) -> None:
+    engine = create_engine(clean_database_url, pool_size=1)
+    repository = PostgresJobRepository(engine)
+    job = (await repository.add(NewJob(JobRequest("echo"), 3, ""))).job
+    locker = await asyncpg.connect(clean_database_url)
+    killer = await asyncpg.connect(clean_database_url)
+    locking = locker.transaction()
+    await locking.start()
+    await locker.execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", job.id)
+
+    # The cancel waits for the row lock until its backend is terminated.
+    cancel = asyncio.create_task(
+        repository.set_state(job.id, JobState.PENDING, JobState.CANCELLED)
+    )
+    blocked_pid = None
+    for _ in range(200):
+        blocked_pid = await killer.fetchval(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name = 'conveyor' AND wait_event_type = 'Lock'"
+        )
+        if blocked_pid is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert blocked_pid is not None
+    await killer.execute("SELECT pg_terminate_backend($1)", blocked_pid)
+
+    with pytest.raises(StoreUnavailable):
+        await cancel
+    await locking.rollback()
+    await locker.close()
+    await killer.close()
+    cancelled = await repository.set_state(job.id, JobState.PENDING, JobState.CANCELLED)
+    await engine.dispose()
+
+    assert cancelled is not None
+    assert cancelled.state is JobState.CANCELLED

@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util import greenlet_spawn
 
 from conveyor.adapters.postgres import statements
 from conveyor.adapters.postgres.errors import connection_lost, translate_errors
@@ -55,7 +56,9 @@ class PostgresJobRepository:
     def __init__(
         self, engine: AsyncEngine, time_shift: timedelta = timedelta(0)
     ) -> None:
-        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # No isolation level is set: statements run on the driver connection
+        # outside any transaction block, so each commits on its own.
+        self._engine = engine
         self.time_shift = time_shift
 
     async def _execute(
@@ -63,8 +66,10 @@ class PostgresJobRepository:
     ) -> list[asyncpg.Record]:
         values = {"time_shift": self.time_shift, **(parameters or {})}
         arguments = statement.arguments(values)
-        async with self._engine.connect() as connection:
-            pooled = await connection.get_raw_connection()
+        # The pooled connection itself, without SQLAlchemy's Connection around
+        # it, which would cost more CPU time than the statement's own work.
+        pooled = await self._engine.raw_connection()
+        try:
             driver_connection = pooled.driver_connection
             assert isinstance(driver_connection, asyncpg.Connection)
             try:
@@ -76,9 +81,11 @@ class PostgresJobRepository:
                     raise
                 # SQLAlchemy does not see errors of the driver connection,
                 # so the pool is told here to discard it.
-                await connection.invalidate(exc)
+                await greenlet_spawn(pooled.invalidate, exc)
                 raise connection_lost(exc) from exc
             return rows
+        finally:
+            await greenlet_spawn(pooled.close)
 
     @translate_errors
     async def now(self) -> datetime:
@@ -87,14 +94,32 @@ class PostgresJobRepository:
         assert isinstance(value, datetime)
         return value
 
+    @translate_errors
     async def add(self, new_job: NewJob) -> Submission:
-        [submission] = await self.add_many([new_job])
+        request = new_job.request
+        inserted = await self._execute(
+            statements.INSERT_JOB,
+            {
+                "task": request.task,
+                "queue": request.queue,
+                "payload": encode_payload(request.payload),
+                "priority": request.priority,
+                "run_at": request.run_at,
+                "delay": request.delay,
+                "max_attempts": new_job.max_attempts,
+                "idempotency_key": request.idempotency_key,
+                "fingerprint": new_job.fingerprint,
+            },
+        )
+        [submission] = await self._match_submissions([request], inserted)
         return submission
 
     @translate_errors
     async def add_many(self, new_jobs: Sequence[NewJob]) -> list[Submission]:
         if not new_jobs:
             return []
+        if len(new_jobs) == 1:
+            return [await self.add(new_jobs[0])]
         requests = [new_job.request for new_job in new_jobs]
         inserted = await self._execute(
             statements.INSERT_JOBS,

@@ -194,6 +194,40 @@ def _insert_jobs() -> sa.Insert:
     )
 
 
+def _insert_job() -> sa.Insert:
+    """Insert one job; a repeated idempotency key inserts nothing.
+
+    The same as INSERT_JOBS with one row, without unnesting arrays.
+    """
+    delay = sa.bindparam("delay", type_=sa.Interval)
+    run_at = sa.func.coalesce(
+        sa.bindparam("run_at", type_=sa.DateTime(timezone=True)),
+        NOW + sa.func.coalesce(delay, sa.literal(timedelta(0), sa.Interval)),
+    )
+    return (
+        pg_insert(jobs)
+        .values(
+            task=sa.bindparam("task", type_=sa.Text),
+            queue=sa.bindparam("queue", type_=sa.Text),
+            payload=sa.cast(sa.bindparam("payload", type_=sa.Text), JSONB),
+            priority=sa.bindparam("priority", type_=sa.Integer),
+            state=text_constant(JobState.PENDING.value),
+            run_at=run_at,
+            attempt=0,
+            max_attempts=sa.bindparam("max_attempts", type_=sa.Integer),
+            idempotency_key=sa.bindparam("idempotency_key", type_=sa.Text),
+            fingerprint=sa.bindparam("fingerprint", type_=sa.Text),
+            created_at=NOW,
+            updated_at=NOW,
+        )
+        .on_conflict_do_nothing(
+            index_elements=[jobs.c.idempotency_key],
+            index_where=jobs.c.idempotency_key.is_not(None),
+        )
+        .returning(*jobs.c, _notify_if_due())
+    )
+
+
 def _select_by_keys() -> sa.Select[tuple[object, ...]]:
     return sa.select(*jobs.c, attempts_json(jobs.c.id)).where(
         jobs.c.idempotency_key == sa.any_(_array("idempotency_keys", sa.Text()))
@@ -583,6 +617,7 @@ def list_jobs_for_driver(
 
 
 INSERT_JOBS = for_driver(_insert_jobs())
+INSERT_JOB = for_driver(_insert_job())
 SELECT_BY_KEYS = for_driver(_select_by_keys())
 SELECT_JOB = for_driver(
     sa.select(*jobs.c, attempts_json(jobs.c.id)).where(
