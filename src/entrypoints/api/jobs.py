@@ -237,21 +237,31 @@ class BatchController(Controller):
     async def submit_batch(
         self, data: JSONBody[SubmitBatch], services: Services
     ) -> Response[BatchOut]:
+        limit = services.max_payload_bytes
+        tasks = services.tasks
+        # Batches mostly repeat a few task names, so each is looked up once.
+        specs: dict[str, TaskSpec | None] = {}
         requests = []
         for index, item in enumerate(data.jobs):
-            prefix = f"jobs[{index}]"
-            _check_payload_size(item, f"{prefix}.payload", services.max_payload_bytes)
-            spec = _task_spec(item.task, f"{prefix}.task", services.tasks)
+            if len(item.payload) > limit:
+                _check_payload_size(item, f"jobs[{index}].payload", limit)
+            task = item.task
+            if task in specs:
+                spec = specs[task]
+            else:
+                spec = specs[task] = _task_spec(task, f"jobs[{index}].task", tasks)
             try:
                 request = item.to_request(spec=spec)
             except InvalidJobRequest as exc:
-                raise InvalidJobRequest(f"{prefix}.{exc.field}", exc.problem) from None
+                raise InvalidJobRequest(
+                    f"jobs[{index}].{exc.field}", exc.problem
+                ) from None
             requests.append(request)
 
         submissions = await services.submit_jobs.submit_many(requests)
 
         created = sum(1 for s in submissions if s.created)
-        log.info("jobs_submitted", count=len(submissions), created=created)
+        log.debug("jobs_submitted", count=len(submissions), created=created)
         return Response(batch_out(submissions), status_code=201 if created else 200)
 
 
