@@ -331,7 +331,7 @@ async def test_completion_writes_no_attempt_row(
     assert attempt.error is None
 
 
-async def test_completed_attempt_row_of_older_store_is_listed_once(
+async def test_old_completed_attempt_row_listed_once(
     repository: PostgresJobRepository, engine: AsyncEngine
 ) -> None:
     job = (await repository.add(new_job())).job

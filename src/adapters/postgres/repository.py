@@ -80,7 +80,7 @@ class PostgresJobRepository:
                 if not driver_connection.is_closed():
                     raise
                 # SQLAlchemy does not see errors of the driver connection,
-                # so the pool is told here to discard it.
+                # so this invalidates the connection in the pool.
                 await greenlet_spawn(pooled.invalidate, exc)
                 raise connection_lost(exc) from exc
             return rows

@@ -8,8 +8,8 @@ input, chosen by the domain (a Failure's target).
 
 Each statement is compiled once for asyncpg (DriverStatement), and the
 store runs it on the driver connection, which prepares it once per
-connection. This skips SQLAlchemy's work per execution, which took more
-CPU time than the rest of a one-job submission.
+connection. This skips SQLAlchemy's work per execution, which took about
+half of the CPU time of a one-job submission in a profile.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def for_driver(statement: sa.ClauseElement) -> DriverStatement:
     defaults = {
         name: bind.effective_value
         for name, bind in compiled.binds.items()
-        if not bind.required
+        if name in names and not bind.required
     }
     return DriverStatement(str(compiled), names, defaults)
 
