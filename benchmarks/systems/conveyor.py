@@ -175,8 +175,8 @@ class ConveyorWorker:
 def main() -> None:
     dsn, params = runner.parse_args()
     os.environ.update(worker_environment(dsn, params))
-    # `conveyor worker` runs on asyncio.run, the default event loop.
-    runner.serve(ConveyorWorker, use_uvloop=False)
+    # `conveyor worker` runs on uvloop when it is installed (run_event_loop).
+    runner.serve(ConveyorWorker, use_uvloop=True)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ API over HTTP (--api-url), so they work against `conveyor dev` as well.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import sys
@@ -157,7 +156,7 @@ def worker(
         )
 
     from conveyor.entrypoints.container import build_container, shutdown
-    from conveyor.entrypoints.worker import run_worker
+    from conveyor.entrypoints.worker import run_event_loop, run_worker
 
     async def run() -> None:
         container = build_container(settings)
@@ -167,7 +166,7 @@ def worker(
             await shutdown(container)
 
     with _reported_errors():
-        asyncio.run(run())
+        run_event_loop(run())
 
 
 @main.command()

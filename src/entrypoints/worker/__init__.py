@@ -7,7 +7,11 @@ down), timing (real and manual time), worker (the Worker itself) and process
 (run_worker: signals and wiring from the container).
 """
 
-from conveyor.entrypoints.worker.process import new_worker_id, run_worker
+from conveyor.entrypoints.worker.process import (
+    new_worker_id,
+    run_event_loop,
+    run_worker,
+)
 from conveyor.entrypoints.worker.worker import Worker
 
-__all__ = ["Worker", "new_worker_id", "run_worker"]
+__all__ = ["Worker", "new_worker_id", "run_event_loop", "run_worker"]

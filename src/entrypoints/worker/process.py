@@ -8,6 +8,7 @@ import os
 import secrets
 import signal
 import socket
+from collections.abc import Coroutine
 from typing import Any
 
 import structlog
@@ -21,6 +22,20 @@ from conveyor.entrypoints.tasks import TaskRegistry
 from conveyor.entrypoints.worker.worker import Worker
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` to the end on uvloop when it is installed, else on asyncio's loop.
+
+    uvloop spends less CPU per callback and per socket read, and a worker
+    runs several of each per job.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
 
 
 def new_worker_id() -> WorkerId:
