@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
+import msgspec
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
@@ -121,19 +122,9 @@ class PostgresJobRepository:
         if len(new_jobs) == 1:
             return [await self.add(new_jobs[0])]
         requests = [new_job.request for new_job in new_jobs]
+        document = msgspec.json.encode([_insert_item(new_job) for new_job in new_jobs])
         inserted = await self._execute(
-            statements.INSERT_JOBS,
-            {
-                "tasks": [r.task for r in requests],
-                "queues": [r.queue for r in requests],
-                "payloads": [encode_payload(r.payload) for r in requests],
-                "priorities": [r.priority for r in requests],
-                "run_ats": [r.run_at for r in requests],
-                "delays": [r.delay for r in requests],
-                "max_attempts": [new_job.max_attempts for new_job in new_jobs],
-                "idempotency_keys": [r.idempotency_key for r in requests],
-                "fingerprints": [new_job.fingerprint for new_job in new_jobs],
-            },
+            statements.INSERT_JOBS, {"jobs": document.decode()}
         )
         return await self._match_submissions(requests, inserted)
 
@@ -349,6 +340,22 @@ class PostgresJobRepository:
 def _is_bigint(job_id: int) -> bool:
     """Tell whether `job_id` fits the id column; no job has an id outside it."""
     return -_BIGINT_MAX - 1 <= job_id <= _BIGINT_MAX
+
+
+def _insert_item(new_job: NewJob) -> tuple[Any, ...]:
+    """Return the fields of one job for INSERT_JOBS, in INSERTED_FIELDS order."""
+    request = new_job.request
+    return (
+        request.task,
+        request.queue,
+        msgspec.Raw(encode_payload(request.payload)),
+        request.priority,
+        request.run_at,
+        request.delay,
+        new_job.max_attempts,
+        request.idempotency_key,
+        new_job.fingerprint,
+    )
 
 
 def _id(row: asyncpg.Record) -> int:
