@@ -27,6 +27,7 @@ from conveyor.adapters.postgres.rows import (
     job_from_row,
     job_with_attempts,
     storable_text,
+    submitted_job,
 )
 from conveyor.adapters.postgres.statements import DriverStatement
 from conveyor.application.ports import (
@@ -40,7 +41,7 @@ from conveyor.application.ports import (
     QueueCounts,
     Submission,
 )
-from conveyor.domain.job import Job, JobId, JobRequest
+from conveyor.domain.job import Job, JobId
 from conveyor.domain.states import JobState, check_transition
 
 _FAILURE_TARGETS = frozenset({JobState.FAILED, JobState.DEAD})
@@ -112,7 +113,7 @@ class PostgresJobRepository:
                 "fingerprint": new_job.fingerprint,
             },
         )
-        [submission] = await self._match_submissions([request], inserted)
+        [submission] = await self._match_submissions([new_job], inserted)
         return submission
 
     @translate_errors
@@ -121,15 +122,14 @@ class PostgresJobRepository:
             return []
         if len(new_jobs) == 1:
             return [await self.add(new_jobs[0])]
-        requests = [new_job.request for new_job in new_jobs]
         document = msgspec.json.encode([_insert_item(new_job) for new_job in new_jobs])
         inserted = await self._execute(
             statements.INSERT_JOBS, {"jobs": document.decode()}
         )
-        return await self._match_submissions(requests, inserted)
+        return await self._match_submissions(new_jobs, inserted)
 
     async def _match_submissions(
-        self, requests: Sequence[JobRequest], inserted: list[asyncpg.Record]
+        self, new_jobs: Sequence[NewJob], inserted: list[asyncpg.Record]
     ) -> list[Submission]:
         """Pair each request with its new job, or with the job holding its key.
 
@@ -143,8 +143,8 @@ class PostgresJobRepository:
             sorted((r for r in inserted if not r["idempotency_key"]), key=_id)
         )
         matches: list[asyncpg.Record | str] = []
-        for request in requests:
-            key = request.idempotency_key
+        for new_job in new_jobs:
+            key = new_job.request.idempotency_key
             if key is None:
                 matches.append(next(new_unkeyed))
             elif key in new_by_key:
@@ -156,8 +156,8 @@ class PostgresJobRepository:
         return [
             Submission(existing[match], False)
             if isinstance(match, str)
-            else Submission(job_from_row(match), True)
-            for match in matches
+            else Submission(submitted_job(match, new_job), True)
+            for match, new_job in zip(matches, new_jobs, strict=True)
         ]
 
     async def _find_by_keys(self, keys: list[str]) -> dict[str, Job]:

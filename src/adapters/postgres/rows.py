@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from conveyor.adapters.postgres.tables import jobs
+from conveyor.application.ports import NewJob
 from conveyor.domain.errors import InvalidJobRequest
 from conveyor.domain.job import (
     Attempt,
@@ -208,6 +209,34 @@ def claimed_job(
         None,
         None,
         last_error,
+    )
+
+
+def submitted_job(row: Sequence[Any], new_job: NewJob) -> Job:
+    """Build a new Job from `new_job` and a row of statements.SUBMITTED_COLUMNS."""
+    job_id, payload, run_at, idempotency_key, created_at = row[:5]
+    request = new_job.request
+    return Job(
+        job_id,
+        request.task,
+        request.queue,
+        payload,
+        request.priority,
+        JobState.PENDING,
+        run_at,
+        0,
+        new_job.max_attempts,
+        created_at,
+        created_at,
+        idempotency_key,
+        new_job.fingerprint,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
     )
 
 

@@ -121,6 +121,11 @@ def attempts_json(job_id: sa.ColumnElement[int]) -> sa.Label[object]:
     )
 
 
+# Columns an insert returns, in this order. The other fields of a new job
+# are known without reading them: they come from the request, or are the
+# initial values of a PENDING job, and updated_at equals created_at.
+SUBMITTED_COLUMNS = ("id", "payload", "run_at", "idempotency_key", "created_at")
+
 # Fields of each job in the JSON document of INSERT_JOBS, in this order.
 INSERTED_FIELDS = (
     "task",
@@ -199,7 +204,7 @@ def _insert_jobs() -> sa.Insert:
             index_elements=[jobs.c.idempotency_key],
             index_where=jobs.c.idempotency_key.is_not(None),
         )
-        .returning(*jobs.c, _notify_if_due())
+        .returning(*(jobs.c[name] for name in SUBMITTED_COLUMNS), _notify_if_due())
     )
 
 
@@ -233,7 +238,7 @@ def _insert_job() -> sa.Insert:
             index_elements=[jobs.c.idempotency_key],
             index_where=jobs.c.idempotency_key.is_not(None),
         )
-        .returning(*jobs.c, _notify_if_due())
+        .returning(*(jobs.c[name] for name in SUBMITTED_COLUMNS), _notify_if_due())
     )
 
 
