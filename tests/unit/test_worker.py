@@ -8,6 +8,7 @@ FakeClock moves with it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import (
     AsyncIterator,
@@ -473,6 +474,28 @@ async def test_handler_receives_context(harness: Harness) -> None:
             worker_id=WORKER,
         )
     ]
+
+
+async def test_context_variables_stay_with_their_job(harness: Harness) -> None:
+    marker: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+        "marker", default=None
+    )
+    seen: list[int | None] = []
+
+    async def set_marker(payload: JsonValue) -> None:
+        seen.append(marker.get())
+        marker.set(payload if isinstance(payload, int) else None)
+
+    harness.registry.register(set_marker, "marker")
+    first = await harness.submit("marker", 1)
+    second = await harness.submit("marker", 2)
+    harness.start(harness.worker(concurrency=1))
+
+    await harness.until_state(first, JobState.COMPLETED)
+    await harness.until_state(second, JobState.COMPLETED)
+
+    assert seen == [None, None]
+    assert marker.get() is None
 
 
 async def test_result_that_is_not_json_fails(harness: Harness) -> None:

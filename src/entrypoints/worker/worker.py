@@ -9,6 +9,7 @@ shutdown sequence.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import random
 from collections import deque
@@ -169,6 +170,8 @@ class Worker:
             retry_scheduled=self._claimer.expect_due,
         )
         self._runner: TaskRunner | None = None
+        # The context of run()'s caller, copied for each job; set by run().
+        self._job_context = contextvars.Context()
 
     @property
     def held_count(self) -> int:
@@ -204,6 +207,7 @@ class Worker:
         if self._ran:
             raise RuntimeError("a Worker runs once; create a new one")
         self._ran = True
+        self._job_context = contextvars.copy_context()
         executor = ThreadPoolExecutor(
             max_workers=self.concurrency, thread_name_prefix="conveyor-task"
         )
@@ -324,10 +328,13 @@ class Worker:
                 # Another worker recovered it while it waited here.
                 self._held.discard(held.job.id)
                 continue
-            task = asyncio.create_task(self._run_job(held))
+            # Each job gets its own copy of the worker's context, so that
+            # context variables a handler sets stay with its job.
+            task = asyncio.create_task(
+                self._run_job(held), context=self._job_context.copy()
+            )
             self._running[held.job.id] = task
             self._no_running.clear()
-            task.add_done_callback(functools.partial(self._job_ended, held))
 
     async def _run_job(self, held: HeldJob) -> None:
         assert self._runner is not None
@@ -344,13 +351,17 @@ class Worker:
             if held.job.id in self._held:
                 self._interrupted.append(held)
             raise
+        except Exception as exc:
+            self._log.error("job_crashed", **held.fields, exc_info=exc)
+        finally:
+            # Run here, not in a done callback, which would cost the event
+            # loop one more callback per job.
+            self._job_ended(held)
 
-    def _job_ended(self, held: HeldJob, task: asyncio.Task[None]) -> None:
+    def _job_ended(self, held: HeldJob) -> None:
         self._running.pop(held.job.id, None)
         if held.started_at is not None:
             self._prefetch.job_finished(self._timer.monotonic() - held.started_at)
-        if not task.cancelled() and task.exception() is not None:
-            self._log.error("job_crashed", **held.fields, exc_info=task.exception())
         self._start_ready()
         if not self._running:
             self._no_running.set()
