@@ -73,7 +73,7 @@ def _check_name(field_name: str, value: str) -> None:
     if not _NAME_PATTERN.match(value):
         raise InvalidJobRequest(
             field_name,
-            f"{value!r} is invalid; use letters, digits and _ . : - only",
+            f"{value!r} is invalid; use ASCII letters, digits and _ . : - only",
         )
 
 

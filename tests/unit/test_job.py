@@ -19,9 +19,10 @@ NOW = datetime(2030, 1, 1, tzinfo=UTC)
     [
         ({"task": ""}, "task", "must not be empty"),
         ({"task": "x" * 201}, "task", "the maximum is 200"),
-        ({"task": "send email"}, "task", "use letters, digits"),
+        ({"task": "send email"}, "task", "use ASCII letters, digits"),
         ({"queue": ""}, "queue", "must not be empty"),
-        ({"queue": "a/b"}, "queue", "use letters, digits"),
+        ({"queue": "a/b"}, "queue", "use ASCII letters, digits"),
+        ({"queue": "файлы"}, "queue", "use ASCII letters, digits"),
         ({"priority": 40_000}, "priority", "out of range [-32768, 32767]"),
         ({"priority": -40_000}, "priority", "out of range"),
         ({"priority": True}, "priority", "must be an integer"),
