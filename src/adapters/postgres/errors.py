@@ -29,6 +29,12 @@ def is_unavailable(error: BaseException) -> bool:
         return _sqlstate_unavailable(getattr(error.orig, "sqlstate", None))
     if isinstance(error, asyncpg.PostgresError):
         return _sqlstate_unavailable(error.sqlstate)
+    if isinstance(error, sa_exc.EmulatedDBAPIException):
+        # SQLAlchemy's asyncpg adapter raises these unwrapped while it opens a
+        # pooled connection, for example "the database system is starting up".
+        if error.orig is not None and is_unavailable(error.orig):
+            return True
+        return _sqlstate_unavailable(getattr(error, "sqlstate", None))
     return isinstance(
         error,
         OSError  # refused, reset, DNS failure; TimeoutError is an OSError too
