@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -46,6 +47,10 @@ async def checked_client() -> AsyncIterator[Client]:
         yield test_client
 
 
+# Later than the 365 days a job may wait, whenever the tests run.
+FAR_RUN_AT = (datetime.now(UTC) + timedelta(days=366)).isoformat()
+
+
 def raw(body: Any) -> bytes:
     return body if isinstance(body, bytes) else json.dumps(body).encode()
 
@@ -81,6 +86,24 @@ SUBMIT_CASES: list[tuple[str, Any, int, str | None]] = [
     (
         "run_at and delay",
         {"task": "echo", "run_at": "2030-01-01T00:00:00Z", "delay": 5},
+        422,
+        "run_at",
+    ),
+    (
+        "run_at overflows at the end",
+        {"task": "echo", "run_at": "9999-12-31T23:59:59-14:00"},
+        422,
+        "run_at",
+    ),
+    (
+        "run_at overflows at the start",
+        {"task": "echo", "run_at": "0001-01-01T00:00:00+14:00"},
+        422,
+        "run_at",
+    ),
+    (
+        "run_at beyond a year",
+        {"task": "echo", "run_at": FAR_RUN_AT},
         422,
         "run_at",
     ),
@@ -194,6 +217,23 @@ BATCH_CASES: list[tuple[str, Any, int, str | None]] = [
         {"jobs": [{"task": "echo", "payload": "x" * MAX_PAYLOAD}]},
         413,
         "jobs[0].payload",
+    ),
+    (
+        "item run_at overflows",
+        {
+            "jobs": [
+                {"task": "echo"},
+                {"task": "echo", "run_at": "9999-12-31T23:59:59-14:00"},
+            ]
+        },
+        422,
+        "jobs[1].run_at",
+    ),
+    (
+        "item run_at beyond a year",
+        {"jobs": [{"task": "echo", "run_at": FAR_RUN_AT}]},
+        422,
+        "jobs[0].run_at",
     ),
     ("too many items", {"jobs": [{"task": "echo"}] * 10_001}, 422, "jobs"),
 ]
@@ -353,12 +393,22 @@ async def test_delay_sets_run_at_later(client: Client) -> None:
 
 
 async def test_run_at_keeps_given_time(client: Client) -> None:
+    local = timezone(timedelta(hours=2))
+    run_at = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
     response = await client.post(
-        "/jobs", json={"task": "echo", "run_at": "2031-05-01T12:00:00+02:00"}
+        "/jobs", json={"task": "echo", "run_at": run_at.astimezone(local).isoformat()}
     )
 
     assert response.status_code == 201
-    assert response.json()["run_at"].startswith("2031-05-01T10:00:00")
+    assert response.json()["run_at"].startswith(run_at.strftime("%Y-%m-%dT%H:%M:%S"))
+
+
+async def test_run_at_in_the_past_is_due_now(client: Client) -> None:
+    response = await client.post(
+        "/jobs", json={"task": "echo", "run_at": "2001-01-01T00:00:00Z"}
+    )
+
+    assert response.status_code == 201
 
 
 async def test_repeat_with_same_key_returns_200(client: Client) -> None:

@@ -97,7 +97,7 @@ class SubmitJob(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             max_attempts = spec.max_attempts
         run_at = self.run_at
         if run_at is not None and run_at.utcoffset() is not None:
-            run_at = run_at.astimezone(UTC)
+            run_at = _run_at_in_utc(run_at)
         return JobRequest(
             task=self.task,
             payload=decode_payload(self.payload),
@@ -136,6 +136,28 @@ def _has_nul_escape(text: bytes) -> bool:
             return True
         start = text.find(b"\\u0000", start + 1)
     return False
+
+
+def _run_at_in_utc(run_at: datetime) -> datetime:
+    """Convert run_at to UTC, bounded like delay: at most MAX_DELAY from now.
+
+    A time in the past is fine: the job is due at once.
+    """
+    try:
+        utc = run_at.astimezone(UTC)
+    except OverflowError:
+        # Near year 1 or 9999 the UTC time falls outside what datetime holds.
+        raise InvalidJobRequest(
+            "run_at",
+            f"{run_at.isoformat()} is out of range once converted to UTC",
+        ) from None
+    if utc > datetime.now(UTC) + MAX_DELAY:
+        raise InvalidJobRequest(
+            "run_at",
+            f"{run_at.isoformat()} is too far ahead; the latest is "
+            f"{MAX_DELAY.days} days from now",
+        )
+    return utc
 
 
 def _delay(seconds: float | None) -> timedelta | None:
