@@ -173,6 +173,14 @@ async def test_bad_input_is_4xx_on_postgres(client: Client) -> None:
     assert missing.status_code == 404
 
 
+@pytest.mark.parametrize("name", ["queue", "task", "state", "cursor"])
+async def test_nul_in_list_filter_is_422(client: Client, name: str) -> None:
+    response = await client.get(f"/jobs?{name}=a%00b")
+
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == name
+
+
 async def test_ready_when_database_up(client: Client) -> None:
     response = await client.get("/ready")
 

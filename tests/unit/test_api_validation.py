@@ -266,6 +266,12 @@ QUERY_CASES: list[tuple[str, str, str]] = [
     ("limit too large", "/jobs?limit=501", "limit"),
     ("cursor garbage", "/jobs?cursor=%25%25%25", "cursor"),
     ("cursor forged", "/jobs?cursor=aGVsbG8", "cursor"),
+    ("queue with NUL", "/jobs?queue=a%00b", "queue"),
+    ("task with NUL", "/jobs?task=a%00b", "task"),
+    ("state with NUL", "/jobs?state=PENDING%00", "state"),
+    ("cursor with NUL", "/jobs?cursor=a%00b", "cursor"),
+    ("unknown parameter", "/jobs?foo=bar", "foo"),
+    ("misspelt parameter", "/jobs?states=PENDING", "states"),
     ("job id not a number", "/jobs/abc", "job_id"),
     ("job id zero", "/jobs/0", "job_id"),
     ("job id beyond bigint", "/jobs/99999999999999999999", "job_id"),
@@ -297,6 +303,19 @@ async def test_header_and_body_keys_must_match(client: Client) -> None:
     assert response.status_code == 422
     assert response.json()["field"] == "idempotency_key"
     assert "header" in response.json()["detail"]
+
+
+async def test_batch_rejects_idempotency_key_header(client: Client) -> None:
+    response = await client.post(
+        "/jobs/batch",
+        json={"jobs": [{"task": "echo"}]},
+        headers={"Idempotency-Key": "a"},
+    )
+
+    assert response.status_code == 422
+    assert response.json()["field"] == "Idempotency-Key"
+    assert "idempotency_key" in response.json()["detail"]
+    assert (await client.get("/jobs")).json()["items"] == []
 
 
 async def test_unknown_task_rejected_when_tasks_loaded(checked_client: Client) -> None:

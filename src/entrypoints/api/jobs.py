@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
-from typing import Annotated
+from collections.abc import Iterable, Sequence
+from typing import Annotated, Any
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import ValidationException
 from litestar.params import (
     FromPath,
@@ -40,6 +40,7 @@ log = get_logger("conveyor.api")
 
 MAX_JOB_ID = 2**63 - 1
 DEFAULT_PAGE_SIZE = 50
+LIST_PARAMETERS = frozenset({"state", "queue", "task", "limit", "cursor"})
 _STATE_NAMES = ", ".join(state.value for state in JobState)
 
 
@@ -64,6 +65,7 @@ def encode_cursor(job_id: JobId | None) -> str | None:
 
 def decode_cursor(cursor: str) -> JobId:
     problem = "is invalid; pass the next_cursor of a previous page unchanged"
+    _check_no_nul("cursor", cursor)
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         text = base64.urlsafe_b64decode(padded.encode("ascii")).decode("ascii")
@@ -77,7 +79,7 @@ def decode_cursor(cursor: str) -> JobId:
 
 def parse_states(values: Sequence[str] | None) -> frozenset[JobState]:
     states = set()
-    for name in _split_values(values):
+    for name in _split_values("state", values):
         try:
             states.add(JobState(name.upper()))
         except ValueError:
@@ -87,12 +89,30 @@ def parse_states(values: Sequence[str] | None) -> frozenset[JobState]:
     return frozenset(states)
 
 
-def _split_values(values: Sequence[str] | None) -> list[str]:
+def _split_values(name: str, values: Sequence[str] | None) -> list[str]:
     """Accept both ?state=A&state=B and ?state=A,B."""
     items: list[str] = []
     for value in values or ():
+        _check_no_nul(name, value)
         items.extend(part.strip() for part in value.split(",") if part.strip())
     return items
+
+
+def _check_no_nul(name: str, value: str) -> None:
+    # PostgreSQL cannot compare a text value holding NUL, so it fails the query.
+    if "\x00" in value:
+        raise _invalid_parameter(name, "contains a NUL character (%00)")
+
+
+def check_query_names(names: Iterable[str]) -> None:
+    """Reject query parameters GET /jobs does not know, as bodies reject unknown fields."""
+    for name in names:
+        if name not in LIST_PARAMETERS:
+            raise _invalid_parameter(
+                name,
+                "is not a query parameter of GET /jobs; use "
+                + ", ".join(sorted(LIST_PARAMETERS)),
+            )
 
 
 def _invalid_parameter(name: str, problem: str) -> ValidationException:
@@ -171,6 +191,7 @@ class JobsController(Controller):
     )
     async def list_jobs(
         self,
+        request: Request[Any, Any, Any],
         services: Services,
         states: Annotated[
             list[str] | None, QueryParameter(name="state", required=False)
@@ -180,10 +201,11 @@ class JobsController(Controller):
         limit: FromQuery[int] = DEFAULT_PAGE_SIZE,
         cursor: FromQuery[str | None] = None,
     ) -> JobPageOut:
+        check_query_names(request.query_params.keys())
         query = JobQuery(
             states=parse_states(states),
-            queues=frozenset(_split_values(queue)),
-            tasks=frozenset(_split_values(task)),
+            queues=frozenset(_split_values("queue", queue)),
+            tasks=frozenset(_split_values("task", task)),
             limit=limit,
             before_id=None if cursor is None else decode_cursor(cursor),
         )
@@ -235,8 +257,20 @@ class BatchController(Controller):
         ),
     )
     async def submit_batch(
-        self, data: JSONBody[SubmitBatch], services: Services
+        self,
+        data: JSONBody[SubmitBatch],
+        services: Services,
+        header_key: Annotated[
+            str | None, HeaderParameter(name="Idempotency-Key", required=False)
+        ] = None,
     ) -> Response[BatchOut]:
+        if header_key is not None:
+            # One key cannot stand for many jobs; ignoring it would hide that.
+            raise InvalidJobRequest(
+                "Idempotency-Key",
+                "a batch takes no Idempotency-Key header; give each job its own "
+                "idempotency_key field",
+            )
         limit = services.max_payload_bytes
         tasks = services.tasks
         # Batches mostly repeat a few task names, so each is looked up once.
