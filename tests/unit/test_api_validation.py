@@ -59,7 +59,9 @@ def raw(body: Any) -> bytes:
 SUBMIT_CASES: list[tuple[str, Any, int, str | None]] = [
     ("malformed json", b'{"task": ', 400, "body"),
     ("empty body", b"", 400, "body"),
-    ("not an object", [1, 2], 422, None),
+    ("array body", [1, 2], 422, "body"),
+    ("number body", 5, 422, "body"),
+    ("string body", "echo", 422, "body"),
     ("missing task", {}, 422, "task"),
     ("task not a string", {"task": 5}, 422, "task"),
     ("task empty", {"task": ""}, 422, "task"),
@@ -144,6 +146,19 @@ SUBMIT_CASES: list[tuple[str, Any, int, str | None]] = [
         400,
         "body",
     ),
+    (
+        "payload with lone surrogate",
+        b'{"task": "echo", "payload": "\\ud800"}',
+        422,
+        "payload",
+    ),
+    (
+        "payload with lone low surrogate",
+        b'{"task": "echo", "payload": {"a": ["\\udc00"]}}',
+        422,
+        "payload",
+    ),
+    ("task with lone surrogate", b'{"task": "\\ud800"}', 422, "task"),
     ("payload number too big", b'{"task": "echo", "payload": 1e400}', 422, "payload"),
     (
         "key with NUL",
@@ -175,6 +190,13 @@ async def test_submit_rejects_bad_input(
 
 BATCH_CASES: list[tuple[str, Any, int, str | None]] = [
     ("jobs missing", {}, 422, "jobs"),
+    ("batch body an array", [{"task": "echo"}], 422, "body"),
+    (
+        "item payload with lone surrogate",
+        b'{"jobs": [{"task": "echo"}, {"task": "echo", "payload": "\\ud800"}]}',
+        422,
+        "jobs[1].payload",
+    ),
     ("jobs not a list", {"jobs": {"task": "echo"}}, 422, "jobs"),
     (
         "item priority huge",

@@ -129,7 +129,11 @@ def _on_msgspec_validation(
     request: Request[Any, Any, Any], exc: msgspec.ValidationError
 ) -> Response[ProblemOut]:
     field, problem_text = split_msgspec_error(str(exc))
-    detail = f"{field}: {problem_text}" if field else problem_text
+    if field is None:
+        # Only the body as a whole has no path: an array or a scalar.
+        field = "body"
+        problem_text = f"must be a JSON object ({problem_text})"
+    detail = f"{field}: {problem_text}"
     return _rejected(request, HTTP_422_UNPROCESSABLE_ENTITY, detail, field)
 
 

@@ -7,6 +7,8 @@ are the domain's names: job_id, task, queue, run_at, attempt, max_attempts.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
@@ -54,6 +56,81 @@ class StrictJsonDTO(MsgspecDTO[StructT], Generic[StructT]):
             return msgspec.json.decode(value, type=self.model_type, strict=True)
         except RecursionError:
             raise msgspec.DecodeError("JSON is nested too deeply") from None
+        except msgspec.DecodeError:
+            # Only failed requests pay for this second look.
+            try:
+                field = find_lone_surrogate(value)
+            except RecursionError:
+                field = None
+            if field is not None:
+                raise InvalidJobRequest(
+                    field,
+                    "is not valid JSON: a string holds a lone UTF-16 surrogate "
+                    "escape (\\ud800 to \\udfff without its pair)",
+                ) from None
+            raise
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_JOB_FIELDS = frozenset(("task", "payload", "queue", "run_at", "idempotency_key"))
+
+
+def find_lone_surrogate(body: bytes) -> str | None:
+    """Name the field whose string has a lone surrogate escape, if that broke `body`.
+
+    msgspec rejects such strings, with "Input data was truncated" for a lone
+    high surrogate; Python's json module accepts them, so it finds where.
+    The path stops at a job's field: "payload", "jobs[2].payload".
+    """
+    try:
+        value = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return None
+    path: list[str] = []
+    while True:
+        if isinstance(value, str):
+            return _join_path(path) if _SURROGATE.search(value) else None
+        if isinstance(value, list):
+            entries: list[tuple[str, Any]] = [
+                (f"[{index}]", item) for index, item in enumerate(value)
+            ]
+        elif isinstance(value, dict):
+            if any(_SURROGATE.search(key) for key in value):
+                return _join_path(path)
+            entries = [(f".{key}", item) for key, item in value.items()]
+        else:
+            return None
+        for step, item in entries:
+            if _holds_surrogate(item):
+                path.append(step)
+                if step[1:] in _JOB_FIELDS:
+                    return _join_path(path)
+                value = item
+                break
+        else:
+            return None
+
+
+def _holds_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, list):
+        return any(_holds_surrogate(item) for item in value)
+    if isinstance(value, dict):
+        return any(
+            _SURROGATE.search(key) is not None or _holds_surrogate(item)
+            for key, item in value.items()
+        )
+    return False
+
+
+def _join_path(path: list[str]) -> str:
+    text = "".join(path).lstrip(".")
+    return text if text and not text.startswith("[") else "body"
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 Priority = Annotated[int, msgspec.Meta(ge=MIN_PRIORITY, le=MAX_PRIORITY)]
