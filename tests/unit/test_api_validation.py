@@ -683,3 +683,26 @@ async def test_openapi_schema_lists_endpoints(client: Client) -> None:
         assert path in schema["paths"]
     body = schema["paths"]["/jobs"]["post"]["requestBody"]
     assert body["required"] is True
+
+
+# (path, method, status codes the schema must list)
+DOCUMENTED_STATUSES: list[tuple[str, str, set[str]]] = [
+    ("/jobs", "post", {"200", "201", "400", "409", "413", "422", "503"}),
+    ("/jobs", "get", {"200", "422", "503"}),
+    ("/jobs/batch", "post", {"200", "201", "400", "409", "413", "422", "503"}),
+    ("/jobs/{job_id}", "get", {"200", "404", "422", "503"}),
+    ("/jobs/{job_id}/cancel", "post", {"200", "404", "409", "422", "503"}),
+    ("/jobs/{job_id}/requeue", "post", {"200", "404", "409", "422", "503"}),
+    ("/queues", "get", {"200", "503"}),
+    ("/ready", "get", {"200", "503"}),
+]
+
+
+async def test_openapi_schema_lists_status_codes(client: Client) -> None:
+    paths = (await client.get("/schema/openapi.json")).json()["paths"]
+
+    for path, method, statuses in DOCUMENTED_STATUSES:
+        listed = set(paths[path][method]["responses"])
+        assert statuses <= listed, (path, method, statuses - listed)
+    problem = paths["/jobs"]["post"]["responses"]["422"]["content"]
+    assert problem["application/json"]["schema"]["$ref"].endswith("/ProblemOut")

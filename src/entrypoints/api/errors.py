@@ -17,6 +17,7 @@ import msgspec
 import sqlalchemy.exc
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import ResponseSpec
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_404_NOT_FOUND,
@@ -58,6 +59,29 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 # msgspec puts the location of a problem at the end: "... - at `$.jobs[0].task`".
 _LOCATION = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
 _NAMED_FIELD = re.compile(r"(?:missing required|unknown) field `(?P<name>[^`]+)`")
+
+
+# What each error status means, as the OpenAPI schema describes it.
+_ERROR_DESCRIPTIONS = {
+    HTTP_400_BAD_REQUEST: "The body is not JSON",
+    HTTP_404_NOT_FOUND: "No job has this id",
+    HTTP_409_CONFLICT: "The job's state or idempotency key conflicts with the request",
+    HTTP_413_REQUEST_ENTITY_TOO_LARGE: "The body or a payload is too large",
+    HTTP_422_UNPROCESSABLE_ENTITY: "A field or parameter is invalid",
+    HTTP_503_SERVICE_UNAVAILABLE: "The job store is unavailable; retry later",
+}
+
+
+def error_responses(*status_codes: int) -> dict[int, ResponseSpec]:
+    """Describe the given error statuses for OpenAPI, each with a ProblemOut body."""
+    return {
+        code: ResponseSpec(
+            data_container=ProblemOut,
+            description=_ERROR_DESCRIPTIONS[code],
+            generate_examples=False,
+        )
+        for code in status_codes
+    }
 
 
 class PayloadTooLarge(HTTPException):

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import ValidationException
+from litestar.openapi import ResponseSpec
 from litestar.params import (
     FromPath,
     FromQuery,
@@ -21,7 +22,7 @@ from conveyor.application.ports import JobQuery
 from conveyor.domain.errors import InvalidJobRequest
 from conveyor.domain.job import JobId
 from conveyor.domain.states import JobState
-from conveyor.entrypoints.api.errors import PayloadTooLarge
+from conveyor.entrypoints.api.errors import PayloadTooLarge, error_responses
 from conveyor.entrypoints.api.schemas import (
     BatchOut,
     JobOut,
@@ -130,6 +131,14 @@ class JobsController(Controller):
         dto=StrictJsonDTO[SubmitJob],
         return_dto=None,
         status_code=201,
+        responses={
+            200: ResponseSpec(
+                data_container=JobOut,
+                description="The job submitted before with the same idempotency key",
+                generate_examples=False,
+            ),
+            **error_responses(400, 409, 413, 422, 503),
+        },
         summary="Submit a job",
         description=(
             "Returns 201 with the new job, or 200 with the existing job when the "
@@ -176,13 +185,18 @@ class JobsController(Controller):
             headers={"Location": f"/jobs/{job.id}"},
         )
 
-    @get("/{job_id:str}", summary="Get a job with its attempts")
+    @get(
+        "/{job_id:str}",
+        responses=error_responses(404, 422, 503),
+        summary="Get a job with its attempts",
+    )
     async def get_job(self, job_id: FromPath[str], services: Services) -> JobOut:
         job = await services.query_jobs.get(parse_job_id(job_id))
         return job_out(job)
 
     @get(
         "/",
+        responses=error_responses(422, 503),
         summary="List jobs, newest first",
         description=(
             "Filters take repeated or comma-separated values. Pass next_cursor "
@@ -220,6 +234,7 @@ class JobsController(Controller):
     @post(
         "/{job_id:str}/cancel",
         status_code=200,
+        responses=error_responses(404, 409, 422, 503),
         summary="Cancel a PENDING or FAILED job",
     )
     async def cancel(self, job_id: FromPath[str], services: Services) -> JobOut:
@@ -230,6 +245,7 @@ class JobsController(Controller):
     @post(
         "/{job_id:str}/requeue",
         status_code=200,
+        responses=error_responses(404, 409, 422, 503),
         summary="Send a DEAD, FAILED or CANCELLED job back to PENDING",
     )
     async def requeue(self, job_id: FromPath[str], services: Services) -> JobOut:
@@ -249,6 +265,14 @@ class BatchController(Controller):
         dto=StrictJsonDTO[SubmitBatch],
         return_dto=None,
         status_code=201,
+        responses={
+            200: ResponseSpec(
+                data_container=BatchOut,
+                description="Every job was submitted before with the same key",
+                generate_examples=False,
+            ),
+            **error_responses(400, 409, 413, 422, 503),
+        },
         summary="Submit up to 10,000 jobs in one request",
         description=(
             "Each item may carry its own idempotency_key. The response lists the "
