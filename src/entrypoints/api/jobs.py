@@ -289,7 +289,7 @@ class BatchController(Controller):
         ] = None,
     ) -> Response[BatchOut]:
         if header_key is not None:
-            # One key cannot stand for many jobs; ignoring it would hide that.
+            # One key cannot cover many jobs, and ignoring it would hide that.
             raise InvalidJobRequest(
                 "Idempotency-Key",
                 "a batch takes no Idempotency-Key header; give each job its own "

@@ -65,7 +65,7 @@ class StrictJsonDTO(MsgspecDTO[StructT], Generic[StructT]):
             if field is not None:
                 raise InvalidJobRequest(
                     field,
-                    "is not valid JSON: a string holds a lone UTF-16 surrogate "
+                    "is not valid JSON: a string contains a lone UTF-16 surrogate "
                     "escape (\\ud800 to \\udfff without its pair)",
                 ) from None
             raise
@@ -76,7 +76,7 @@ _JOB_FIELDS = frozenset(("task", "payload", "queue", "run_at", "idempotency_key"
 
 
 def find_lone_surrogate(body: bytes) -> str | None:
-    """Name the field whose string has a lone surrogate escape, if that broke `body`.
+    """Return the field whose string has a lone surrogate escape, if `body` has one.
 
     msgspec rejects such strings, with "Input data was truncated" for a lone
     high surrogate; Python's json module accepts them, so it finds where.
