@@ -75,7 +75,11 @@ def ratio_table(results: Results) -> list[str]:
 
 
 def work_table(results: Results) -> list[str]:
-    """Database counters per job while one worker process drained the jobs."""
+    """Database counters and CPU time per job while one worker process drained.
+
+    Worker CPU is the user and system time of the worker processes; server
+    CPU is that of the PostgreSQL processes serving the system's database.
+    """
     per_system: dict[str, list[dict[str, float]]] = {}
     for sample in results.samples:
         if (sample.measurement, sample.case) == ("throughput", "1 worker process"):
@@ -134,7 +138,7 @@ def render(results: Results) -> str:
         "",
         *ratio_table(results),
         "",
-        "## Database work per job, 1 worker process draining (median of rounds)",
+        "## Work per job, 1 worker process draining (median of rounds)",
         "",
         *work_table(results),
         "",

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 
@@ -40,7 +42,7 @@ class Drain:
     # Jobs handled by each worker process, and its peak RSS in bytes.
     handled: list[int]
     peak_rss: list[int]
-    # Database work per job while draining (see _work_per_job).
+    # Database counters and CPU time per job while draining.
     per_job: dict[str, float]
 
     @property
@@ -111,6 +113,8 @@ async def add_and_drain(ctx: Context, system: System, jobs: int, workers: int) -
         try:
             await _checkpoint(monitor)
             counters_before = await _counters(system.dsn)
+            server_cpu_before = await _server_cpu(monitor)
+            worker_cpu_before = _workers_cpu(processes)
             started = time.perf_counter()
             for process in processes:
                 process.send("go")
@@ -118,6 +122,8 @@ async def add_and_drain(ctx: Context, system: System, jobs: int, workers: int) -
             handled = await _wait_handled(processes, jobs)
             finished = await _wait_finished(system, monitor, after_id)
             peak_rss = [p.peak_rss_bytes() for p in processes]
+            server_cpu = _cpu_used(server_cpu_before, await _server_cpu(monitor))
+            worker_cpu = _workers_cpu(processes) - worker_cpu_before
         except BaseException:
             await stop_workers(processes, force=True)
             raise
@@ -126,6 +132,8 @@ async def add_and_drain(ctx: Context, system: System, jobs: int, workers: int) -
         await monitor.close()
 
     per_job = await _work_per_job(system.dsn, counters_before, jobs)
+    per_job["worker CPU us"] = round(worker_cpu / jobs * 1e6, 1)
+    per_job["server CPU us"] = round(server_cpu / jobs * 1e6, 1)
     return Drain(jobs, finished - started, handled, peak_rss, per_job)
 
 
@@ -161,6 +169,50 @@ async def _work_per_job(
     await asyncio.sleep(1.0)
     after = await _counters(dsn)
     return {name: round((after[name] - before[name]) / jobs, 2) for name in COUNTERS}
+
+
+async def _server_cpu(monitor: asyncpg.Connection) -> dict[int, float]:
+    """CPU seconds used so far by each server process of this database.
+
+    Read from /proc, so it needs the server on this machine and a user that
+    may read its processes; where it cannot, the result is empty.
+    """
+    pids = await monitor.fetch(
+        "SELECT pid FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    used = {}
+    for row in pids:
+        seconds = _process_cpu(row["pid"])
+        if seconds is not None:
+            used[row["pid"]] = seconds
+    return used
+
+
+def _workers_cpu(processes: list[WorkerProcess]) -> float:
+    """CPU seconds used so far by the worker processes together."""
+    return sum(_process_cpu(process.pid) or 0.0 for process in processes)
+
+
+def _process_cpu(pid: int) -> float | None:
+    """User plus system CPU seconds of a process, from /proc/PID/stat."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Fields after the command name, which is in parentheses: utime and
+    # stime are the 12th and 13th of them (proc(5) numbers them 14 and 15).
+    utime, stime = stat.rsplit(")", 1)[1].split()[11:13]
+    return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds the server processes used between two readings.
+
+    A process started in between counts from zero; one that ended in
+    between is missed, which only happens if a worker reconnects.
+    """
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
 async def _checkpoint(monitor: asyncpg.Connection) -> None:
