@@ -18,7 +18,9 @@ T = TypeVar("T")
 # connection exceptions, insufficient resources (such as too many clients),
 # operator intervention (shutdown, restart), and a server still starting.
 _UNAVAILABLE_CLASSES = ("08", "53", "57")
-_UNAVAILABLE_CODES = frozenset({"3D000", "28000", "28P01"})
+# Deadlocks and serialization failures that survived the store's own retries
+# are transient too: the client should send the request again.
+_UNAVAILABLE_CODES = frozenset({"3D000", "28000", "28P01", "40P01", "40001"})
 
 
 def is_unavailable(error: BaseException) -> bool:

@@ -48,6 +48,10 @@ _FAILURE_TARGETS = frozenset({JobState.FAILED, JobState.DEAD})
 _BIGINT_MAX = 2**63 - 1
 
 
+# Times a batch insert is run again after PostgreSQL aborted it as a deadlock.
+_DEADLOCK_RETRIES = 3
+
+
 class PostgresJobRepository:
     """JobRepository on PostgreSQL.
 
@@ -128,9 +132,18 @@ class PostgresJobRepository:
         if len(new_jobs) == 1:
             return [await self.add(new_jobs[0])]
         document = msgspec.json.encode([_insert_item(new_job) for new_job in new_jobs])
-        inserted = await self._execute(
-            statements.INSERT_JOBS, {"jobs": document.decode()}
-        )
+        parameters = {"jobs": document.decode()}
+        for retry in range(_DEADLOCK_RETRIES + 1):
+            try:
+                inserted = await self._execute(statements.INSERT_JOBS, parameters)
+                break
+            except asyncpg.DeadlockDetectedError:
+                # Two batches that hold the same new keys in different orders
+                # each wait for the other's uncommitted insert, and PostgreSQL
+                # aborts one of them. The statement is atomic, so it can run
+                # again; after the last retry the error becomes a 503.
+                if retry == _DEADLOCK_RETRIES:
+                    raise
         return await self._match_submissions(new_jobs, inserted)
 
     async def _match_submissions(
