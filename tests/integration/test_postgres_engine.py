@@ -198,3 +198,10 @@ async def test_backend_terminated_mid_statement_raises_unavailable(
 
     assert cancelled is not None
     assert cancelled.state is JobState.CANCELLED
+
+
+def test_mask_url_keeps_empty_password_empty() -> None:
+    masked = mask_url("postgresql://postgres:@/postgres?host=/tmp/pgdata")
+
+    assert "***" not in masked
+    assert masked.startswith("postgresql://postgres@/postgres")

@@ -49,6 +49,9 @@ def mask_url(url: str | URL) -> str:
         return "<invalid database URL>"
     if "password" in parsed.query:
         parsed = parsed.update_query_dict({"password": "***"})
+    if parsed.password == "":
+        # Nothing to hide, and *** would read as a password to copy.
+        parsed = parsed._replace(password=None)
     return parsed.set(drivername="postgresql").render_as_string(hide_password=True)
 
 
