@@ -22,8 +22,8 @@ async def test_crossed_key_orders_create_one_job_each(
             )
             for i in range(200)
         ]
-        # The reversed batch locks the same keys in the opposite order, which
-        # made PostgreSQL abort one of the two inserts as a deadlock.
+        # The reversed batch locks the same keys in the opposite order, so
+        # PostgreSQL may abort one insert as a deadlock, which the store retries.
         forward, backward = await asyncio.gather(
             submit.submit_many(requests), submit.submit_many(requests[::-1])
         )
