@@ -15,7 +15,7 @@ class SystemClock:
 
 
 class FakeClock:
-    """A clock that moves only when told to, for deterministic tests."""
+    """A clock that moves only through advance(), for deterministic tests."""
 
     def __init__(self, start: datetime | None = None) -> None:
         self._now = start or datetime(2030, 1, 1, tzinfo=UTC)

@@ -1,7 +1,7 @@
 """In-memory job store with the same contract as the PostgreSQL store.
 
 Each method runs to completion without awaiting while it changes state, so
-concurrent asyncio tasks never see a half-made change; the lock keeps that
+concurrent asyncio tasks never see a half-made change. The lock keeps that
 true if a method ever gains an await. Not shared between processes.
 """
 

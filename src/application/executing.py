@@ -24,7 +24,7 @@ PolicyLookup = Callable[[str], RetryPolicy]
 
 @dataclass(frozen=True, slots=True)
 class FailureOutcome:
-    """What a failure did to a job: FAILED with a retry delay, or DEAD."""
+    """The result of recording a failure: FAILED with a retry delay, or DEAD."""
 
     job_id: JobId
     target: JobState
@@ -43,7 +43,7 @@ class Recovery:
 
 def lease_of(job: Job) -> Lease:
     if job.lease_token is None:
-        raise ValueError(f"job {job.id} is {job.state.value} and holds no lease")
+        raise ValueError(f"job {job.id} is {job.state.value} and has no lease")
     return Lease(job.id, job.lease_token)
 
 

@@ -7,8 +7,8 @@ from conveyor.domain.errors import IllegalTransition, JobNotFound
 from conveyor.domain.job import Job, JobId
 from conveyor.domain.states import JobState, check_transition
 
-# A job that changes state between our read and our write is read again;
-# more rounds than this means something keeps moving it, so we give up.
+# A job that changes state between our read and our write is read again.
+# After this many rounds something keeps moving it, so the move fails.
 _MAX_ROUNDS = 5
 
 

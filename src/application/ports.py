@@ -71,7 +71,7 @@ class ClaimRequest:
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """Proof that a worker holds a job: the token given when it claimed it."""
+    """A worker's claim on a job: the job id and the token issued with the claim."""
 
     job_id: JobId
     lease_token: LeaseToken
@@ -118,8 +118,8 @@ class QueueCounts:
 class JobRepository(Protocol):
     """Persistence of jobs and their attempts.
 
-    Methods that act on a claimed job take its Lease and change the job only
-    while it is IN_PROGRESS under that token; they return the ids they changed.
+    Methods that act on a claimed job take its Lease. They change the job only
+    while it is IN_PROGRESS under that token, and return the ids they changed.
     """
 
     async def add(self, new_job: NewJob) -> Submission:

@@ -22,9 +22,9 @@ class SubmitJobs:
         self._default_max_attempts = default_max_attempts
 
     async def submit(self, request: JobRequest) -> Submission:
-        """Store a new job, or return the job that already holds the same key.
+        """Store a new job, or return the job that already has the same key.
 
-        Raises IdempotencyConflict when the key is held by a different request.
+        Raises IdempotencyConflict when the key belongs to a different request.
         """
         submission = await self._repository.add(self._prepare(request))
         self._check_repeat(request, submission)

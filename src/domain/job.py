@@ -43,7 +43,7 @@ class AttemptOutcome(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
-    """What went wrong in one attempt; `traceback` holds an excerpt only."""
+    """The error of one failed attempt. `traceback` is an excerpt, not the whole trace."""
 
     type: str
     message: str
@@ -155,7 +155,7 @@ class JobRequest:
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """A unit of work and where it stands in its lifecycle.
+    """A unit of work and its place in the lifecycle.
 
     `attempt` counts the attempts started since submission or the last
     requeue. The lease fields are set only while the job is IN_PROGRESS.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 class ConfigError(ValueError):
-    """An environment variable holds a value conveyor cannot use."""
+    """An environment variable has an invalid value."""
 
 
 def _int(

@@ -106,7 +106,7 @@ async def test_empty_batches_skip_store(repository: InMemoryJobRepository) -> No
 async def test_lease_of_unleased_job_raises(repository: InMemoryJobRepository) -> None:
     job = (await SubmitJobs(repository, 3).submit(JobRequest("t"))).job
 
-    with pytest.raises(ValueError, match="holds no lease"):
+    with pytest.raises(ValueError, match="has no lease"):
         lease_of(job)
 
 
