@@ -16,7 +16,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# Seconds a worker may take to start and report ready, to answer a command,
+# Seconds a worker may take to start and report ready, to reply to a command,
 # and to stop after `stop` before it is signalled.
 READY_SECONDS = 60.0
 REPLY_SECONDS = 10.0
@@ -24,7 +24,7 @@ STOP_SECONDS = 30.0
 
 
 class WorkerProcessError(RuntimeError):
-    """A worker process failed to start, answer or stop."""
+    """A worker process failed to start, reply or stop."""
 
 
 def peak_rss_bytes(pid: int) -> int:
@@ -100,10 +100,10 @@ class WorkerProcess:
     async def stat(self) -> tuple[int, int]:
         """Return (jobs handled, latency samples recorded) so far."""
         self.send("stat")
-        line = await self._read_line(REPLY_SECONDS, "to answer stat")
+        line = await self._read_line(REPLY_SECONDS, "to reply to stat")
         name, handled, samples = line.split()
         if name != "stat":
-            raise self._error(f"answered {line!r} to stat")
+            raise self._error(f"sent an invalid reply to stat: {line!r}")
         return int(handled), int(samples)
 
     async def samples(self) -> list[tuple[int, int]]:
@@ -111,7 +111,7 @@ class WorkerProcess:
         line = await self._read_line(REPLY_SECONDS, "to send its samples")
         name, _, body = line.partition(" ")
         if name != "samples":
-            raise self._error(f"answered {line[:80]!r} to samples")
+            raise self._error(f"sent an invalid reply to samples: {line[:80]!r}")
         return [(int(a), int(b)) for a, b in json.loads(body)]
 
     async def stop(self) -> None:

@@ -3,7 +3,7 @@
 Each system module starts its worker through `serve`. The process prepares
 (imports, connections), prints `ready`, and waits for `go` so that every
 worker of a measurement starts at the same moment, after its start-up cost.
-Then it answers commands, one line each:
+Then it replies to commands, one line each:
 
     stat      ->  stat <jobs handled> <latency samples>
     samples   ->  samples <JSON list of [submitted_ns, started_ns]>

@@ -12,7 +12,7 @@ import math
 from conveyor.domain.job import JsonValue
 from conveyor.entrypoints.tasks import JobContext, TaskRegistry, default_registry
 
-# Longest sleep accepted (one day); a longer one is most likely a mistake.
+# Maximum sleep accepted (one day), because a longer one is most likely a mistake.
 MAX_SLEEP_SECONDS = 86_400.0
 
 

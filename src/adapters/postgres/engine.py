@@ -85,7 +85,7 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
         json_deserializer=msgspec.json.decode,
         connect_args={
             "server_settings": SERVER_SETTINGS,
-            # Seconds. Without limits, a server that stops answering (a
+            # Seconds. Without limits, a server that stops responding (a
             # network partition) would hang callers instead of raising
             # StoreUnavailable.
             "timeout": CONNECT_TIMEOUT_SECONDS,

@@ -1,4 +1,4 @@
-"""What the route handlers use, resolved from the container when the app starts."""
+"""Services for the route handlers, resolved from the container when the app starts."""
 
 from __future__ import annotations
 
@@ -42,5 +42,5 @@ def provide_services(state: State) -> ApiServices:
     return services
 
 
-# How handlers ask for the services: a dependency named "services".
+# Handlers receive the services through a dependency named "services".
 Services = NamedDependency[ApiServices]
