@@ -248,12 +248,10 @@ def test_echo_job_completes(
     assert done["attempts"][0]["outcome"] == "COMPLETED"
     assert done["attempts"][0]["worker_id"] == worker_id
     completed = [
-        e for e in worker.events("job_completed") if e["job_id"] == job["job_id"]
+        e for e in worker.events("jobs_completed") if job["job_id"] in e["job_ids"]
     ]
     assert len(completed) == 1
-    assert completed[0]["task"] == "echo"
-    assert completed[0]["queue"] == queue
-    assert completed[0]["attempt"] == 1
+    assert completed[0]["level"] == "info"
     assert completed[0]["worker_id"] == worker_id
 
 
@@ -345,7 +343,7 @@ def test_sigterm_lets_running_job_finish(
     assert released["attempt"] == 0
     assert [a["outcome"] for a in released["attempts"]] == ["RELEASED"]
     events = [e["event"] for e in worker.events()]
-    assert events.index("worker_stopping") < events.index("job_completed")
+    assert events.index("worker_stopping") < events.index("jobs_completed")
     assert events[-1] == "worker_stopped"
 
 

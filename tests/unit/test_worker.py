@@ -242,13 +242,18 @@ async def test_job_completes_with_result(harness: Harness, logs: Logs) -> None:
     assert job.attempts[0].worker_id == WORKER
     started = events(logs, "job_started")
     completed = events(logs, "job_completed")
+    written = events(logs, "jobs_completed")
     assert len(started) == 1
     assert len(completed) == 1
     assert_job_fields(started[0], job_id, "echo")
     assert_job_fields(completed[0], job_id, "echo")
     assert started[0]["log_level"] == "debug"
-    assert completed[0]["log_level"] == "info"
+    assert completed[0]["log_level"] == "debug"
     assert "duration_ms" in completed[0]
+    assert [(w["log_level"], w["count"], w["job_ids"]) for w in written] == [
+        ("info", 1, [job_id])
+    ]
+    assert written[0]["worker_id"] == WORKER
     await harness.stop(worker, run)
     assert worker.held_count == 0
 
