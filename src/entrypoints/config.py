@@ -67,7 +67,7 @@ class Settings:
     heartbeat_seconds: float = 10.0
     poll_seconds: float = 1.0
     concurrency: int = 10
-    claim_batch: int = 100
+    claim_batch: int = 500
     shutdown_grace_seconds: float = 30.0
     task_timeout_seconds: float = 600.0
     retry_base_seconds: float = 1.0
@@ -108,7 +108,7 @@ class Settings:
             ),
             poll_seconds=_float(env, "CONVEYOR_POLL_SECONDS", 1.0, 0.01, 3600),
             concurrency=_int(env, "CONVEYOR_CONCURRENCY", 10, 1, 10_000),
-            claim_batch=_int(env, "CONVEYOR_CLAIM_BATCH", 100, 1, 10_000),
+            claim_batch=_int(env, "CONVEYOR_CLAIM_BATCH", 500, 1, 10_000),
             shutdown_grace_seconds=_float(
                 env, "CONVEYOR_SHUTDOWN_GRACE_SECONDS", 30.0, 0, 86400
             ),

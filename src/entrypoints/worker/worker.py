@@ -54,9 +54,10 @@ class Worker:
     jobs wait for a slot. Those waiting jobs hold a lease and are released,
     not run, when the worker stops. Without a fixed `prefetch`, the buffer
     follows the measured job and claim times (see PrefetchSizer), between 1
-    and `claim_batch` jobs. `wakeups` is
-    awaited while the queues are empty; without it the worker polls every
-    `poll_seconds`. `timer` and `random` exist for tests.
+    and `claim_batch` jobs. Results are written in batches of up to
+    `flush_size` jobs (`claim_batch` unless given). `wakeups` is awaited while
+    the queues are empty; without it the worker polls every `poll_seconds`.
+    `timer` and `random` exist for tests.
     """
 
     def __init__(
@@ -75,7 +76,7 @@ class Worker:
         *,
         prefetch: int | None = None,
         recovery_seconds: float = 5.0,
-        flush_size: int = 100,
+        flush_size: int | None = None,
         flush_delay: float = 0.005,
         timer: Timer | None = None,
         random: RandomSource | None = None,
@@ -147,7 +148,7 @@ class Worker:
             log=self._log,
             outage=self._outage("write"),
             give_up=self._give_up,
-            flush_size=flush_size,
+            flush_size=claim_batch if flush_size is None else flush_size,
             flush_delay=flush_delay,
             retry_scheduled=self._claimer.expect_due,
         )
