@@ -302,3 +302,15 @@ def get_logger(name: str) -> FilteringBoundLogger:
     """Return a structlog logger whose lines carry `name` in the logger field."""
     logger: FilteringBoundLogger = structlog.get_logger(name)
     return logger
+
+
+def debug_enabled(logger: Any) -> bool:
+    """Return whether `logger` writes DEBUG lines; True when it cannot tell.
+
+    Hot paths check this once, so that a DEBUG call that writes nothing
+    does not build its fields for every job.
+    """
+    is_enabled_for = getattr(logger, "is_enabled_for", None)
+    if is_enabled_for is None:
+        return True
+    return bool(is_enabled_for(logging.DEBUG))

@@ -16,8 +16,6 @@ class HeldJob:
 
     job: Job
     lease: Lease
-    # job_id, task, queue and attempt, ready to pass to every log line.
-    fields: dict[str, object]
     # Monotonic times at which the handler started and returned.
     started_at: float | None = None
     finished_at: float | None = None
@@ -29,13 +27,21 @@ class HeldJob:
 
     @classmethod
     def of(cls, job: Job) -> HeldJob:
-        fields: dict[str, object] = {
+        return cls(job, lease_of(job))
+
+    @property
+    def fields(self) -> dict[str, object]:
+        """job_id, task, queue and attempt, to pass to a log line about the job.
+
+        Built on demand: a job that completes logs no line of its own at INFO.
+        """
+        job = self.job
+        return {
             "job_id": job.id,
             "task": job.task,
             "queue": job.queue,
             "attempt": job.attempt,
         }
-        return cls(job, lease_of(job), fields)
 
 
 @dataclass(slots=True)

@@ -20,6 +20,7 @@ from conveyor.application.executing import ExecuteJobs, FailureOutcome
 from conveyor.application.ports import Completion
 from conveyor.domain.job import ErrorInfo, JsonValue
 from conveyor.domain.states import JobState
+from conveyor.entrypoints.logging import debug_enabled
 from conveyor.entrypoints.worker.holding import HeldJob, HeldJobs
 from conveyor.entrypoints.worker.outage import StoreOutage
 from conveyor.entrypoints.worker.timing import Timer, wait_any
@@ -46,6 +47,7 @@ class Recorder:
         self._held = held
         self._timer = timer
         self._log = log
+        self._debug = debug_enabled(log)
         self._outage = outage
         # Set when the worker stops waiting for the store during shutdown.
         self._give_up = give_up
@@ -117,9 +119,10 @@ class Recorder:
             self._held.discard(held.job.id)
             if held.job.id in accepted:
                 written.append(held.job.id)
-                self._log.debug(
-                    "job_completed", **held.fields, duration_ms=_duration_ms(held)
-                )
+                if self._debug:
+                    self._log.debug(
+                        "job_completed", **held.fields, duration_ms=_duration_ms(held)
+                    )
             else:
                 self._log_rejected(held, "completion")
         if written:

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from conveyor.domain.job import ErrorInfo, Job, JsonValue, WorkerId
+from conveyor.entrypoints.logging import debug_enabled
 from conveyor.entrypoints.tasks import JobContext, TaskRegistry, TaskSpec
 from conveyor.entrypoints.worker.holding import HeldJob
 from conveyor.entrypoints.worker.timing import Deadlines, Timer
@@ -75,6 +76,7 @@ class TaskRunner:
         self._executor = executor
         self._timer = timer
         self._log = log
+        self._debug = debug_enabled(log)
         self._deadlines = Deadlines(timer)
         self.abandoned_threads = 0
 
@@ -94,7 +96,8 @@ class TaskRunner:
             )
 
         held.started_at = self._timer.monotonic()
-        self._log.debug("job_started", **held.fields)
+        if self._debug:
+            self._log.debug("job_started", **held.fields)
         timeout = spec.timeout if spec.timeout is not None else self._default_timeout
         try:
             result = await self._call(spec, job, timeout)
