@@ -305,7 +305,7 @@ def get_logger(name: str) -> FilteringBoundLogger:
 
 
 def debug_enabled(logger: Any) -> bool:
-    """Return whether `logger` writes DEBUG lines; True when it cannot tell.
+    """Return True if `logger` writes DEBUG lines, or if the logger cannot tell.
 
     Hot paths check this once, so that a DEBUG call that writes nothing
     does not build its fields for every job.

@@ -31,7 +31,7 @@ class HeldJob:
 
     @property
     def fields(self) -> dict[str, object]:
-        """job_id, task, queue and attempt, to pass to a log line about the job.
+        """Fields job_id, task, queue and attempt for a log line about the job.
 
         Built on demand: a job that completes logs no line of its own at INFO.
         """
