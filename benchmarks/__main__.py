@@ -24,15 +24,18 @@ from types import ModuleType
 
 from benchmarks import report
 from benchmarks.context import Context
-from benchmarks.database import BenchDatabases, masked, server_facts
+from benchmarks.database import (
+    DEFAULT_SERVER_URL,
+    BenchDatabases,
+    masked,
+    server_facts,
+)
 from benchmarks.machine import machine_facts, package_versions, source_revision
 from benchmarks.measurements import claim, enqueue, http, latency, rss, throughput
 from benchmarks.results import Failure, Results
 from benchmarks.settings import parse_params, sizes_for
 from benchmarks.systems import SYSTEMS, SystemUnavailable, load
 from benchmarks.systems.base import System
-
-DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 # Measurement name on the command line -> module, in run order.
 MEASUREMENTS: dict[str, ModuleType] = {
@@ -53,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--database-url",
-        default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL),
+        default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_SERVER_URL),
         help=(
             "URL of a PostgreSQL server on this machine, on a database to connect "
             "to for CREATE DATABASE [BENCH_DATABASE_URL, %(default)s]"

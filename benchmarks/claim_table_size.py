@@ -1,21 +1,24 @@
 """Claim rate on an empty jobs table versus one full of finished jobs.
 
-    python -m benchmarks.claim_table_size --database-url postgresql://... \
-        [--finished-rows 1000000] [--jobs 20000] [--batch 100] [--rounds 5]
+    python -m benchmarks.claim_table_size [--database-url postgresql://...] \
+        [--finished-rows 1000000] [--jobs 20000] [--batch 500] [--rounds 5]
 
-The database must contain no jobs yet (use a scratch database): the script
-migrates it, measures, and empties the jobs tables again at the end.
+The script makes two scratch databases on the server that --database-url
+points at (named bench_claim_empty_<hex> and bench_claim_full_<hex>, dropped
+at the end): one stays empty, the other first gets --finished-rows COMPLETED
+jobs. Each round runs once on each database, in alternating order, so both
+sides of a ratio are measured seconds apart under the same load from other
+work on the machine.
 
-One round submits --jobs jobs, then one worker drains them: claim a batch,
+A measurement submits --jobs jobs, then one store drains them: claim a batch,
 complete it, repeat. The rate is jobs per second of draining. It is printed
-with the CPU time per job of this process and, for a server on this
-machine, of the server processes serving this database: these depend far
-less on other load than the rate does. Other load on the machine slows single
-rounds down, so the best round is the steadiest figure; the median is
-printed too. Before each round the script vacuums the tables and runs
-CHECKPOINT, so that writing back the bulk insert does not land inside a
-measured round. The claim index contains only claimable jobs,
-so finished rows should barely slow the claim.
+with the CPU time per job of this process and, for a server on this machine,
+of the server processes serving that database: these depend far less on
+other load than the rate does. Before each measurement the script vacuums
+the tables and runs CHECKPOINT, so that writing back the bulk insert does not
+land inside a measured drain, and the empty database is emptied again. The
+claim index contains only claimable jobs, so finished rows should barely
+slow the claim.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ import argparse
 import asyncio
 import os
 import statistics
-import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -35,6 +37,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from benchmarks.database import DEFAULT_SERVER_URL, BenchDatabases
 from conveyor.adapters.postgres.engine import create_engine, mask_url
 from conveyor.adapters.postgres.migrate import upgrade
 from conveyor.adapters.postgres.repository import PostgresJobRepository
@@ -225,50 +228,83 @@ async def empty_tables(engine: AsyncEngine) -> None:
         await connection.execute(sa.text("TRUNCATE jobs, job_attempts"))
 
 
+@dataclass
+class Side:
+    """One of the two databases, with the rounds measured on it."""
+
+    label: str
+    engine: AsyncEngine
+    repository: PostgresJobRepository
+    rounds: list[Round]
+
+
+async def measure_round(side: Side, jobs_per_round: int, batch: int) -> Round:
+    if side.label == "empty":
+        await empty_tables(side.engine)
+    [result] = await measure(side.engine, side.repository, jobs_per_round, batch, 1)
+    side.rounds.append(result)
+    return result
+
+
 async def run(arguments: argparse.Namespace) -> None:
-    await upgrade(arguments.database_url)
-    engine = create_engine(arguments.database_url, pool_size=2)
-    repository = PostgresJobRepository(engine)
+    databases = BenchDatabases(arguments.database_url)
+    sides: list[Side] = []
     try:
-        if await count_jobs(engine):
-            sys.exit(
-                "the jobs table is not empty; point --database-url at a scratch database"
-            )
-        print(f"database: {mask_url(arguments.database_url)}")
+        for label in ("empty", "full"):
+            url = await databases.create(f"claim_{label}")
+            await upgrade(url)
+            engine = create_engine(url, pool_size=2)
+            sides.append(Side(label, engine, PostgresJobRepository(engine), []))
+        empty, full = sides
+        print(f"server: {mask_url(arguments.database_url)}")
         print(
-            f"{arguments.rounds} rounds of {arguments.jobs} jobs each, "
+            f"{arguments.rounds} rounds of {arguments.jobs} jobs on each database, "
             f"claim batch {arguments.batch}"
         )
 
-        empty = await measure(
-            engine, repository, arguments.jobs, arguments.batch, arguments.rounds
-        )
-        print(describe("empty table:", empty))
-
         started = time.perf_counter()
-        await insert_finished(engine, arguments.finished_rows)
+        await insert_finished(full.engine, arguments.finished_rows)
         print(
             f"inserted {arguments.finished_rows:,} finished jobs "
             f"in {time.perf_counter() - started:.1f} s"
         )
-        full = await measure(
-            engine, repository, arguments.jobs, arguments.batch, arguments.rounds
-        )
-        print(describe(f"{await count_jobs(engine):,} rows in table:", full))
-        full_rates = [result.rate for result in full]
-        empty_rates = [result.rate for result in empty]
+
+        ratios = []
+        for round_no in range(arguments.rounds):
+            order = (empty, full) if round_no % 2 == 0 else (full, empty)
+            for side in order:
+                await measure_round(side, arguments.jobs, arguments.batch)
+            ratios.append(full.rounds[-1].rate / empty.rounds[-1].rate)
+
+        print(describe("empty table:", empty.rounds))
         print(
-            f"ratio full / empty: best {max(full_rates) / max(empty_rates):.2f}, "
-            f"median {statistics.median(full_rates) / statistics.median(empty_rates):.2f}"
+            describe(f"{await count_jobs(full.engine):,} rows in table:", full.rounds)
         )
+        print(
+            f"ratio full / empty within each round: median "
+            f"{statistics.median(ratios):.2f} (min {min(ratios):.2f}, "
+            f"max {max(ratios):.2f}; rounds: "
+            + ", ".join(f"{ratio:.2f}" for ratio in ratios)
+            + ")"
+        )
+        empty_cpu = statistics.median(r.server_cpu_per_job or 0 for r in empty.rounds)
+        full_cpu = statistics.median(r.server_cpu_per_job or 0 for r in full.rounds)
+        if empty_cpu and full_cpu:
+            print(f"server CPU per job, full / empty: {full_cpu / empty_cpu:.2f}")
     finally:
-        await empty_tables(engine)
-        await engine.dispose()
+        for side in sides:
+            await side.engine.dispose()
+        await databases.drop_all()
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--database-url", required=True, help="postgresql:// URL")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_SERVER_URL),
+        help="a database on the server, to connect to for CREATE DATABASE "
+        f"(default {DEFAULT_SERVER_URL}, or BENCH_DATABASE_URL)",
+    )
     parser.add_argument(
         "--finished-rows",
         type=int,
@@ -282,7 +318,7 @@ def main(argv: list[str] | None = None) -> None:
         help="jobs drained per round (default 20000)",
     )
     parser.add_argument(
-        "--batch", type=int, default=100, help="jobs per claim (default 100)"
+        "--batch", type=int, default=500, help="jobs per claim (default 500)"
     )
     parser.add_argument(
         "--rounds", type=int, default=5, help="rounds per measurement (default 5)"

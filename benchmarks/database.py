@@ -13,6 +13,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+# The server the benchmarks use unless told otherwise: the local PostgreSQL.
+DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
 _LABEL = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 
 # Settings whose source shows that someone chose them; the rest are defaults.
