@@ -54,10 +54,42 @@ class NewJob:
     fingerprint: str | None
 
 
-@dataclass(frozen=True, slots=True)
 class Submission:
-    job: Job
-    created: bool
+    """The job a submission stored or found, and whether the submission created it.
+
+    `created` is False when the idempotency key belonged to an existing job.
+    A store may subclass Submission to build the job on the first read of
+    `job` (see _build_job), so that a caller that reads only `job_id` and
+    `created`, as a batch submission usually does, does not pay for it.
+    """
+
+    __slots__ = ("_job", "created", "job_id")
+
+    def __init__(self, job: Job, created: bool) -> None:
+        self._job: Job | None = job
+        self.job_id = job.id
+        self.created = created
+
+    @property
+    def job(self) -> Job:
+        job = self._job
+        if job is None:
+            job = self._job = self._build_job()
+        return job
+
+    def _build_job(self) -> Job:
+        """Build the job; a subclass that leaves `_job` None at first overrides this."""
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Submission):
+            return NotImplemented
+        return (self.job, self.created) == (other.job, other.created)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Submission(job={self.job!r}, created={self.created!r})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,12 +42,22 @@ class SubmitJobs:
             )
         self._check_unique_keys(requests)
 
+        default = self._default_max_attempts
         submissions = await self._repository.add_many(
-            [self._prepare(r) for r in requests]
+            [
+                # _prepare, written out: a method call per job costs more.
+                NewJob(
+                    r,
+                    r.max_attempts or default,
+                    None if r.idempotency_key is None else r.fingerprint(),
+                )
+                for r in requests
+            ]
         )
 
         for request, submission in zip(requests, submissions, strict=True):
-            self._check_repeat(request, submission)
+            if not submission.created:
+                self._check_repeat(request, submission)
         return submissions
 
     def _prepare(self, request: JobRequest) -> NewJob:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -360,3 +360,42 @@ async def test_old_completed_attempt_row_listed_once(
     assert [attempt.outcome for attempt in stored.attempts] == [
         AttemptOutcome.COMPLETED
     ]
+
+
+@pytest.mark.parametrize("batch", [False, True])
+async def test_submitted_jobs_equal_stored_jobs(
+    repository: PostgresJobRepository, batch: bool
+) -> None:
+    due = datetime(2030, 1, 1, tzinfo=UTC)
+    new_jobs = [
+        new_job({"n": 1}),
+        NewJob(JobRequest("echo", [2], queue="other", priority=7), 3, None),
+        new_job({"n": 3}, delay=timedelta(minutes=5)),
+        new_job({"n": 4}, run_at=due, idempotency_key="k-4"),
+    ]
+
+    if batch:
+        submissions = await repository.add_many(new_jobs)
+    else:
+        submissions = [await repository.add(new) for new in new_jobs]
+
+    for submission in submissions:
+        assert submission.created
+        assert submission.job == await repository.get(submission.job_id)
+    first, _, delayed, scheduled = (s.job for s in submissions)
+    assert first.run_at == first.created_at
+    assert delayed.run_at == delayed.created_at + timedelta(minutes=5)
+    assert scheduled.run_at == due
+
+
+async def test_unkeyed_batch_keeps_input_order(
+    repository: PostgresJobRepository,
+) -> None:
+    submissions = await repository.add_many(
+        [NewJob(JobRequest("echo", i), 3, None) for i in range(50)]
+    )
+
+    ids = [submission.job_id for submission in submissions]
+    stored = [await repository.get(job_id) for job_id in ids]
+    assert ids == sorted(ids)
+    assert [job.payload for job in stored if job is not None] == list(range(50))

@@ -9,7 +9,9 @@ the pool costs no round trip (see create_engine).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import itertools
+import operator
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,13 +23,13 @@ from sqlalchemy.util import greenlet_spawn
 from conveyor.adapters.postgres import statements
 from conveyor.adapters.postgres.errors import connection_lost, translate_errors
 from conveyor.adapters.postgres.rows import (
+    NewJobSubmission,
     claimed_job,
     encode_payload,
     encode_result,
     job_from_row,
     job_with_attempts,
     storable_text,
-    submitted_job,
 )
 from conveyor.adapters.postgres.statements import DriverStatement
 from conveyor.application.ports import (
@@ -108,8 +110,9 @@ class PostgresJobRepository:
     @translate_errors
     async def add(self, new_job: NewJob) -> Submission:
         request = new_job.request
+        key = request.idempotency_key
         inserted = await self._execute(
-            statements.INSERT_JOB,
+            statements.INSERT_UNKEYED_JOB if key is None else statements.INSERT_JOB,
             {
                 "task": request.task,
                 "queue": request.queue,
@@ -118,12 +121,16 @@ class PostgresJobRepository:
                 "run_at": request.run_at,
                 "delay": request.delay,
                 "max_attempts": new_job.max_attempts,
-                "idempotency_key": request.idempotency_key,
+                "idempotency_key": key,
                 "fingerprint": new_job.fingerprint,
             },
         )
-        [submission] = await self._match_submissions([new_job], inserted)
-        return submission
+        if inserted:
+            job_id, _, run_at, created_at, _ = inserted[0]
+            return NewJobSubmission(job_id, new_job, run_at, created_at)
+        assert key is not None, "an insert without a key always stores the job"
+        existing = await self._find_by_keys([key])
+        return Submission(existing[key], False)
 
     @translate_errors
     async def add_many(self, new_jobs: Sequence[NewJob]) -> list[Submission]:
@@ -131,11 +138,12 @@ class PostgresJobRepository:
             return []
         if len(new_jobs) == 1:
             return [await self.add(new_jobs[0])]
-        document = msgspec.json.encode([_insert_item(new_job) for new_job in new_jobs])
-        parameters = {"jobs": document.decode()}
+        keyed = any(new_job.request.idempotency_key is not None for new_job in new_jobs)
+        statement = statements.INSERT_JOBS if keyed else statements.INSERT_UNKEYED_JOBS
+        parameters = {"jobs": _insert_document(new_jobs)}
         for retry in range(_DEADLOCK_RETRIES + 1):
             try:
-                inserted = await self._execute(statements.INSERT_JOBS, parameters)
+                [inserted] = await self._execute(statement, parameters)
                 break
             except asyncpg.DeadlockDetectedError:
                 # Two batches that hold the same new keys in different orders
@@ -144,23 +152,36 @@ class PostgresJobRepository:
                 # again; after the last retry the error becomes a 503.
                 if retry == _DEADLOCK_RETRIES:
                     raise
-        return await self._match_submissions(new_jobs, inserted)
+        ids, keys, run_ats, created_at = inserted
+        # Every array is NULL when no job was inserted.
+        if not keyed:
+            return _new_submissions(new_jobs, ids, run_ats, created_at)
+        return await self._match_submissions(
+            new_jobs, ids or [], keys or [], run_ats or [], created_at
+        )
 
     async def _match_submissions(
-        self, new_jobs: Sequence[NewJob], inserted: list[asyncpg.Record]
+        self,
+        new_jobs: Sequence[NewJob],
+        ids: list[int],
+        keys: list[str | None],
+        run_ats: list[datetime | None],
+        created_at: datetime | None,
     ) -> list[Submission]:
         """Pair each request with its new job, or with the job holding its key.
 
         Rows were inserted in input order, so the new jobs without a key,
         sorted by id, line up with the requests without a key.
         """
-        new_by_key = {
-            row["idempotency_key"]: row for row in inserted if row["idempotency_key"]
-        }
-        new_unkeyed = iter(
-            sorted((r for r in inserted if not r["idempotency_key"]), key=_id)
-        )
-        matches: list[asyncpg.Record | str] = []
+        new_by_key: dict[str, tuple[int, datetime | None]] = {}
+        unkeyed: list[tuple[int, datetime | None]] = []
+        for job_id, key, run_at in zip(ids, keys, run_ats, strict=True):
+            if key is None:
+                unkeyed.append((job_id, run_at))
+            else:
+                new_by_key[key] = (job_id, run_at)
+        new_unkeyed = iter(sorted(unkeyed, key=operator.itemgetter(0)))
+        matches: list[tuple[int, datetime | None] | str] = []
         for new_job in new_jobs:
             key = new_job.request.idempotency_key
             if key is None:
@@ -171,12 +192,19 @@ class PostgresJobRepository:
                 matches.append(key)
 
         existing = await self._find_by_keys([m for m in matches if isinstance(m, str)])
-        return [
-            Submission(existing[match], False)
-            if isinstance(match, str)
-            else Submission(submitted_job(match, new_job), True)
-            for match, new_job in zip(matches, new_jobs, strict=True)
-        ]
+        submissions: list[Submission] = []
+        for match, new_job in zip(matches, new_jobs, strict=True):
+            if isinstance(match, str):
+                submissions.append(Submission(existing[match], False))
+            else:
+                assert created_at is not None
+                job_id, run_at = match
+                submissions.append(
+                    NewJobSubmission(
+                        JobId(job_id), new_job, run_at or created_at, created_at
+                    )
+                )
+        return submissions
 
     async def _find_by_keys(self, keys: list[str]) -> dict[str, Job]:
         if not keys:
@@ -360,24 +388,73 @@ def _is_bigint(job_id: int) -> bool:
     return -_BIGINT_MAX - 1 <= job_id <= _BIGINT_MAX
 
 
-def _insert_item(new_job: NewJob) -> tuple[Any, ...]:
-    """Return the fields of one job for INSERT_JOBS, in INSERTED_FIELDS order."""
-    request = new_job.request
-    return (
-        request.task,
-        request.queue,
-        msgspec.Raw(encode_payload(request.payload)),
-        request.priority,
-        request.run_at,
-        request.delay,
-        new_job.max_attempts,
-        request.idempotency_key,
-        new_job.fingerprint,
-    )
+def _insert_document(new_jobs: Sequence[NewJob]) -> str:
+    """Return the JSON document of INSERT_JOBS: one array of INSERTED_FIELDS per job.
+
+    A job without run_at, delay, idempotency key and fingerprint leaves out
+    the last four fields, which the statement then reads as NULL.
+    """
+    items: list[tuple[Any, ...]] = []
+    append = items.append
+    for new_job in new_jobs:
+        request = new_job.request
+        if (
+            request.run_at is None
+            and request.delay is None
+            and request.idempotency_key is None
+            and new_job.fingerprint is None
+        ):
+            append(
+                (
+                    request.task,
+                    request.queue,
+                    request.payload,
+                    request.priority,
+                    new_job.max_attempts,
+                )
+            )
+        else:
+            append(
+                (
+                    request.task,
+                    request.queue,
+                    request.payload,
+                    request.priority,
+                    new_job.max_attempts,
+                    request.run_at,
+                    request.delay,
+                    request.idempotency_key,
+                    new_job.fingerprint,
+                )
+            )
+    # The payloads are encoded as encode_payload does, in one call.
+    document = msgspec.json.encode(items)
+    if b"\\u0000" in document:
+        for new_job in new_jobs:
+            encode_payload(new_job.request.payload)  # raises for a NUL character
+    return document.decode()
 
 
-def _id(row: asyncpg.Record) -> int:
-    return int(row["id"])
+def _new_submissions(
+    new_jobs: Sequence[NewJob],
+    ids: list[JobId],
+    run_ats: list[datetime | None],
+    created_at: datetime,
+) -> list[Submission]:
+    """Pair requests without keys with the jobs inserted for them.
+
+    Rows were inserted in input order, so the ids sorted line up with the
+    requests. A NULL due time stands for created_at.
+    """
+    rows: Iterable[tuple[JobId, datetime | None]] = zip(ids, run_ats, strict=True)
+    if not all(map(operator.lt, ids, itertools.islice(ids, 1, None))):
+        rows = sorted(rows, key=operator.itemgetter(0))
+    return [
+        NewJobSubmission(
+            job_id, new_job, created_at if run_at is None else run_at, created_at
+        )
+        for (job_id, run_at), new_job in zip(rows, new_jobs, strict=True)
+    ]
 
 
 def _in_lock_order(leases: Sequence[Lease]) -> list[Lease]:

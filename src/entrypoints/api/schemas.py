@@ -390,7 +390,7 @@ def job_out(job: Job, with_attempts: bool = True) -> JobOut:
 def batch_out(submissions: Sequence[Submission]) -> BatchOut:
     return BatchOut(
         jobs=[
-            BatchItemOut(job_id=s.job.id, status=201 if s.created else 200)
+            BatchItemOut(job_id=s.job_id, status=201 if s.created else 200)
             for s in submissions
         ]
     )
