@@ -205,3 +205,53 @@ def test_mask_url_keeps_empty_password_empty() -> None:
 
     assert "***" not in masked
     assert masked.startswith("postgresql://postgres@/postgres")
+
+
+async def _other_backends(url: str) -> int:
+    """Count the backends connected to the database of `url`, besides this check."""
+    checker = await asyncpg.connect(url)
+    try:
+        for _ in range(50):
+            count = await checker.fetchval(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            if count == 0:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await checker.close()
+    return int(count)
+
+
+async def test_pool_gets_connection_after_one_pass(
+    clean_database_url: str,
+) -> None:
+    engine = create_engine(clean_database_url, pool_size=1)
+    repository = PostgresJobRepository(engine)
+    await repository.add(NewJob(JobRequest("echo"), 3, None))
+    await asyncio.sleep(0)
+
+    try:
+        # With the only connection still held by the store, this would wait
+        # for the pool's timeout.
+        async with asyncio.timeout(5), engine.connect() as connection:
+            await connection.exec_driver_sql("SELECT 1")
+    finally:
+        await engine.dispose()
+
+
+async def test_dispose_closes_idle_connection(
+    clean_database_url: str,
+) -> None:
+    engine = create_engine(clean_database_url, pool_size=1)
+    repository = PostgresJobRepository(engine)
+    await repository.add(NewJob(JobRequest("echo"), 3, None))
+    # No pass of the event loop in between: the connection is still idle in
+    # the store, outside the pool that dispose closes.
+    await engine.dispose()
+
+    assert await _other_backends(clean_database_url) == 0
+    # The engine opens a new pool after dispose, and the store uses it.
+    assert await repository.get(JobId(1)) is not None
+    await engine.dispose()
