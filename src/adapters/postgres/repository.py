@@ -174,6 +174,7 @@ class PostgresJobRepository:
                 if not driver_connection.is_closed():
                     # Outside a greenlet SQLAlchemy could not close it.
                     driver_connection.terminate()
+            pooled.close()  # checks the emptied record in to its old pool
 
     @translate_errors
     async def now(self) -> datetime:
