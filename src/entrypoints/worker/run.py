@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures.thread
+import contextvars
 import functools
 import os
 import traceback
+from collections.abc import Coroutine, Generator
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from types import TracebackType
@@ -80,8 +82,14 @@ class TaskRunner:
         self._deadlines = Deadlines(timer)
         self.abandoned_threads = 0
 
-    async def run(self, held: HeldJob) -> Outcome:
-        """Run the job's handler; a CancelledError from outside propagates."""
+    async def run(
+        self, held: HeldJob, context: contextvars.Context | None = None
+    ) -> Outcome:
+        """Run the job's handler; a CancelledError from outside propagates.
+
+        An async handler runs in `context` (a copy of the current context
+        when None), so that context variables it sets stay with its job.
+        """
         job = held.job
         spec = self._registry.get(job.task)
         if spec is None:
@@ -100,14 +108,20 @@ class TaskRunner:
             self._log.debug("job_started", **held.fields)
         timeout = spec.timeout if spec.timeout is not None else self._default_timeout
         try:
-            result = await self._call(spec, job, timeout)
+            result = await self._call(spec, job, timeout, context)
         except TaskTimedOut as exc:
             return Failed(ErrorInfo(type="TaskTimeout", message=str(exc)))
         except (Exception, SystemExit) as exc:
             return Failed(error_info(exc))
         return _as_json(result)
 
-    async def _call(self, spec: TaskSpec, job: Job, limit: float) -> object:
+    async def _call(
+        self,
+        spec: TaskSpec,
+        job: Job,
+        limit: float,
+        context: contextvars.Context | None,
+    ) -> object:
         """Await the handler; raise TaskTimedOut once `limit` seconds have passed.
 
         The timeout cancels this task itself and takes the cancellation back
@@ -126,7 +140,7 @@ class TaskRunner:
 
         deadline = self._deadlines.add(limit, expire)
         try:
-            result = await self._invoke(spec, job)
+            result = await self._invoke(spec, job, context)
         except asyncio.CancelledError:
             if not expired:
                 raise
@@ -140,7 +154,9 @@ class TaskRunner:
             raise TaskTimedOut(_timeout_message(spec, limit))
         return result
 
-    async def _invoke(self, spec: TaskSpec, job: Job) -> object:
+    async def _invoke(
+        self, spec: TaskSpec, job: Job, context: contextvars.Context | None
+    ) -> object:
         keywords: dict[str, object] = {}
         if spec.takes_context:
             keywords["context"] = JobContext(
@@ -152,7 +168,8 @@ class TaskRunner:
                 worker_id=self._worker_id,
             )
         if spec.is_async:
-            return await spec.function(job.payload, **keywords)
+            handler = spec.function(job.payload, **keywords)
+            return await run_in_context(handler, context or contextvars.copy_context())
 
         call = functools.partial(spec.function, job.payload, **keywords)
         future = self._executor.submit(call)
@@ -168,6 +185,47 @@ class TaskRunner:
 
     def _thread_ended(self, _future: Future[object]) -> None:
         self.abandoned_threads -= 1
+
+
+class _Suspend:
+    """Awaitable that hands `value` to the task running it and returns the reply."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __await__(self) -> Generator[object, object, object]:
+        return (yield self.value)
+
+
+async def run_in_context(
+    coroutine: Coroutine[object, object, object], context: contextvars.Context
+) -> object:
+    """Await `coroutine`, running each of its steps inside `context`.
+
+    This does what a task created with that context would do, without the
+    cost of a task. The awaiting task stays the current task, so waits,
+    cancellation and asyncio.timeout() in the coroutine act on that task.
+    Each value the coroutine yields (a future to wait for) goes up to the
+    task. The task's reply, or an exception thrown into it, goes back down.
+    """
+    reply: object = None
+    error: BaseException | None = None
+    while True:
+        try:
+            if error is None:
+                yielded = context.run(coroutine.send, reply)
+            else:
+                yielded = context.run(coroutine.throw, error)
+        except StopIteration as stop:
+            return stop.value
+        error = None
+        try:
+            reply = await _Suspend(yielded)
+        except BaseException as exc:  # the coroutine decides what to do with it
+            error = exc
+            reply = None
 
 
 def _timeout_message(spec: TaskSpec, timeout: float) -> str:
