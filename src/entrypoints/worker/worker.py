@@ -120,8 +120,8 @@ class Worker:
         # Running jobs and the slot task that runs each.
         self._running: dict[JobId, asyncio.Task[None]] = {}
         self._interrupted: list[HeldJob] = []
-        # Set when a job is ready to run; idle slots wait for it.
-        self._job_ready = asyncio.Event()
+        # One future per idle slot, resolved to wake that slot.
+        self._idle_slots: deque[asyncio.Future[None]] = deque()
 
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
@@ -204,6 +204,7 @@ class Worker:
                 grace_seconds=self._grace,
             )
             self._stop.set()
+            self._wake_slots(len(self._idle_slots))
             return
         if not self._force.is_set():
             self._log.warning("worker_stop_forced", running=len(self._running))
@@ -331,8 +332,12 @@ class Worker:
     def _deliver(self, jobs: list[Job]) -> None:
         for job in jobs:
             self._ready.append(self._held.add(job))
-        if self._ready:
-            self._job_ready.set()
+        self._wake_slots(len(self._ready))
+
+    def _wake_slots(self, count: int) -> None:
+        """Wake up to `count` idle slots, so that one job wakes one slot."""
+        for _ in range(min(count, len(self._idle_slots))):
+            self._idle_slots.popleft().set_result(None)
 
     def _next_ready(self) -> HeldJob | None:
         """Take the next job to run from the prefetch buffer, if any."""
@@ -358,8 +363,14 @@ class Worker:
             held = self._next_ready()
             if held is None:
                 in_a_row = 0
-                self._job_ready.clear()
-                await wait_any([self._job_ready, self._stop], None, self._timer)
+                waiting = asyncio.get_running_loop().create_future()
+                self._idle_slots.append(waiting)
+                try:
+                    await waiting
+                finally:
+                    if waiting in self._idle_slots:
+                        # Cancelled while idle: no longer waiting to be woken.
+                        self._idle_slots.remove(waiting)
                 continue
             self._running[held.job.id] = task
             self._no_running.clear()
