@@ -65,6 +65,27 @@ async def test_migrated_schema_matches_metadata(empty_database_url: str) -> None
     assert differences == []
 
 
+async def test_jobs_table_keeps_room_for_updates(empty_database_url: str) -> None:
+    await upgrade(empty_database_url)
+
+    connection = await asyncpg.connect(empty_database_url)
+    try:
+        options = await connection.fetchval(
+            "SELECT reloptions FROM pg_class WHERE relname = 'jobs'"
+        )
+    finally:
+        await connection.close()
+
+    expected = [
+        f"{name}={value}"
+        for name, value in metadata.tables["jobs"]
+        .dialect_options["postgresql"]["with"]
+        .items()
+    ]
+    assert options == expected
+    assert options == ["fillfactor=85"]
+
+
 async def test_upgrade_twice_changes_nothing(empty_database_url: str) -> None:
     await upgrade(empty_database_url)
 

@@ -54,6 +54,9 @@ jobs = sa.Table(
     sa.Column("last_error_traceback", sa.Text),
     sa.Column("created_at", Timestamp, nullable=False, server_default=sa.func.now()),
     sa.Column("updated_at", Timestamp, nullable=False, server_default=sa.func.now()),
+    # Room on each page for the new versions that claims and completions
+    # write (migration 0002).
+    postgresql_with={"fillfactor": 85},
 )
 
 # Ended attempts except the completed one, which its jobs row describes.
