@@ -62,7 +62,16 @@ class Attempt:
     error: ErrorInfo | None = None
 
 
+# Task and queue names already found valid. Jobs repeat a few names, so this
+# skips the pattern match for nearly every request. Bounded, as names come
+# from clients.
+_VALID_NAMES: set[str] = set()
+_MAX_REMEMBERED_NAMES = 1024
+
+
 def _check_name(field_name: str, value: str) -> None:
+    if value in _VALID_NAMES:
+        return
     if not value:
         raise InvalidJobRequest(field_name, "must not be empty")
     if len(value) > MAX_NAME_LENGTH:
@@ -75,6 +84,8 @@ def _check_name(field_name: str, value: str) -> None:
             field_name,
             f"{value!r} is invalid; use ASCII letters, digits and _ . : - only",
         )
+    if len(_VALID_NAMES) < _MAX_REMEMBERED_NAMES:
+        _VALID_NAMES.add(value)
 
 
 @dataclass(frozen=True, slots=True)
