@@ -10,6 +10,7 @@ on a machine where it shares two cores with the server and PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -38,6 +39,10 @@ def build_request(host: str, port: int, method: str, path: str, body: bytes) -> 
     return head.encode() + body
 
 
+# How long request_status waits for its response.
+REQUEST_TIMEOUT_SECONDS = 2.0
+
+
 async def run_load(
     host: str, port: int, request: bytes, clients: int, seconds: float
 ) -> LoadResult:
@@ -50,6 +55,23 @@ async def run_load(
     )
     result.seconds = time.perf_counter() - started
     return result
+
+
+async def request_status(host: str, port: int, request: bytes) -> int:
+    """Send `request` once on a new connection and return the response status.
+
+    Raises OSError when nothing listens yet, TimeoutError when no response
+    arrives within REQUEST_TIMEOUT_SECONDS.
+    """
+    async with asyncio.timeout(REQUEST_TIMEOUT_SECONDS):
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(request)
+            return await _read_response(reader)
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
 
 
 async def _client(
