@@ -374,6 +374,9 @@ def _commit_without_waiting_for_flush() -> sa.ColumnElement[bool]:
     as a whole: the job is PENDING again and runs again (at least once, as
     after any crash). The completion or failure of the job is a normal
     commit, and flushing it also flushes the claim that came before it.
+
+    NOTE: a handler that ran under an undone claim leaves no attempt record,
+    because fencing rejects its outcome once the job is PENDING again.
     """
     async_commit = sa.select(
         sa.func.set_config(
