@@ -55,6 +55,10 @@ class TaskTimedOut(Exception):
     """An attempt ran longer than its task's timeout."""
 
 
+class HandlerCancelled(Exception):
+    """The handler raised CancelledError although nothing cancelled its job."""
+
+
 class TaskRunner:
     """Calls handlers: async ones on the event loop, sync ones in `executor`.
 
@@ -127,10 +131,15 @@ class TaskRunner:
         The timeout cancels this task itself and takes the cancellation back
         with uncancel(), as asyncio.timeout() does, so a job costs one entry
         in the shared Deadlines rather than a second task or its own timer.
-        A cancellation from elsewhere (shutdown) still propagates.
+        A cancellation from elsewhere (shutdown) still propagates. The task
+        runs job after job, so cancellations are counted from the job's
+        start: one the handler left behind (a failed TaskGroup does on
+        Python 3.11) or a CancelledError the handler raised itself (from a
+        child task it awaited) fails this job and nothing else.
         """
         task = asyncio.current_task()
         assert task is not None
+        cancelling_before = task.cancelling()
         expired = False
 
         def expire() -> None:
@@ -141,15 +150,21 @@ class TaskRunner:
         deadline = self._deadlines.add(limit, expire)
         try:
             result = await self._invoke(spec, job, context)
-        except asyncio.CancelledError:
-            if not expired:
+        except asyncio.CancelledError as exc:
+            if expired:
+                result = None
+            elif task.cancelling() > cancelling_before:
                 raise
-            result = None
+            else:
+                raise HandlerCancelled(
+                    "the handler raised CancelledError without the job being "
+                    "cancelled, for example by awaiting a cancelled task"
+                ) from exc
         finally:
             self._deadlines.remove(deadline)
 
         if expired:
-            if task.uncancel() > 0:
+            if task.uncancel() > cancelling_before:
                 raise asyncio.CancelledError
             raise TaskTimedOut(_timeout_message(spec, limit))
         return result

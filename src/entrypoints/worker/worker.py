@@ -120,6 +120,8 @@ class Worker:
         # Running jobs and the slot task that runs each.
         self._running: dict[JobId, asyncio.Task[None]] = {}
         self._interrupted: list[HeldJob] = []
+        # The tasks that run jobs, `concurrency` of them while the worker runs.
+        self._slots: set[asyncio.Task[None]] = set()
         # One future per idle slot, resolved to wake that slot.
         self._idle_slots: deque[asyncio.Future[None]] = deque()
 
@@ -245,17 +247,13 @@ class Worker:
         tasks = {name: asyncio.create_task(loop) for name, loop in loops.items()}
         for name, task in tasks.items():
             task.add_done_callback(functools.partial(self._loop_ended, name))
-        slots = [
-            asyncio.create_task(self._run_slot(), name=f"conveyor-slot-{number}")
-            for number in range(self.concurrency)
-        ]
-        for slot in slots:
-            slot.add_done_callback(functools.partial(self._loop_ended, "slot"))
+        for _ in range(self.concurrency):
+            self._start_slot()
         try:
             await self._stop.wait()
             await self._drain(tasks)
         finally:
-            leftovers = [*tasks.values(), *slots]
+            leftovers = [*tasks.values(), *self._slots]
             for task in leftovers:
                 task.cancel()
             await asyncio.gather(*leftovers, return_exceptions=True)
@@ -338,6 +336,25 @@ class Worker:
         """Wake up to `count` idle slots, so that one job wakes one slot."""
         for _ in range(min(count, len(self._idle_slots))):
             self._idle_slots.popleft().set_result(None)
+
+    def _start_slot(self) -> None:
+        slot = asyncio.create_task(self._run_slot(), name="conveyor-slot")
+        self._slots.add(slot)
+        slot.add_done_callback(self._slot_ended)
+
+    def _slot_ended(self, slot: asyncio.Task[None]) -> None:
+        """Replace a slot that ended while the worker runs, and log why it ended."""
+        self._slots.discard(slot)
+        if self._stop.is_set():
+            return
+        error = None if slot.cancelled() else slot.exception()
+        self._log.error(
+            "worker_slot_ended",
+            reason="cancelled" if error is None else type(error).__name__,
+            exc_info=error,
+            note="a new slot replaces it",
+        )
+        self._start_slot()
 
     def _next_ready(self) -> HeldJob | None:
         """Take the next job to run from the prefetch buffer, if any."""
