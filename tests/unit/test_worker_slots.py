@@ -22,13 +22,15 @@ async def test_slot_survives_handler_cancelled_error(
     harness.registry.register(await_cancelled_child, "await_cancelled_child")
     bad = await harness.submit("await_cancelled_child", max_attempts=1)
     after = await harness.submit("echo", "after")
-    harness.start(harness.worker(concurrency=1))
+    worker = harness.worker(concurrency=1)
+    run = harness.start(worker)
 
     await harness.until_state(after, JobState.COMPLETED, step=0.5, max_seconds=120)
     dead = await harness.job(bad)
     assert dead.state is JobState.DEAD
     assert dead.last_error is not None
     assert dead.last_error.type == "HandlerCancelled"
+    await harness.stop(worker, run)
 
 
 async def test_slot_timeouts_after_failed_task_group(
@@ -52,10 +54,12 @@ async def test_slot_timeouts_after_failed_task_group(
     first = await harness.submit("task_group_fails", max_attempts=1)
     second = await harness.submit("hangs", max_attempts=1)
     third = await harness.submit("echo", "after")
-    harness.start(harness.worker(concurrency=1))
+    worker = harness.worker(concurrency=1)
+    run = harness.start(worker)
 
     await harness.until_state(first, JobState.DEAD, step=0.5)
     job = await harness.until_state(second, JobState.DEAD, step=0.5, max_seconds=120)
     assert job.last_error is not None
     assert job.last_error.type == "TaskTimeout"
     await harness.until_state(third, JobState.COMPLETED, step=0.5, max_seconds=120)
+    await harness.stop(worker, run)
