@@ -664,8 +664,22 @@ def test_prefetch_grows_for_short_jobs() -> None:
         sizer.claim_finished(0.002)
         sizer.job_finished(0.00005)
 
-    assert initial == 10
+    assert initial == 1
     assert sizer.size == 100
+
+
+def test_prefetch_reset_forgets_short_jobs() -> None:
+    sizer = PrefetchSizer(concurrency=10, minimum=0, maximum=500)
+    for _ in range(50):
+        sizer.claim_finished(0.002)
+        sizer.job_finished(0.00005)
+    grown = sizer.size
+
+    sizer.reset()
+    sizer.claim_finished(0.002)
+
+    assert grown == 500
+    assert sizer.size == 0
 
 
 def test_prefetch_shrinks_for_long_jobs() -> None:

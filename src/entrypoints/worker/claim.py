@@ -32,7 +32,11 @@ class PrefetchSizer:
     needs about concurrency * claim_seconds / job_seconds jobs; twice that
     leaves headroom. Short jobs thus get a deep buffer and few, large claims,
     while long jobs get a shallow one and do not sit leased in one worker
-    while another is idle. A fixed size turns the adaptation off.
+    while another is idle. Until both times are measured the buffer is
+    `minimum`, and reset() forgets them after the queues ran dry, because the
+    next jobs may take far longer than the last: a buffer grown on short jobs
+    would let one worker claim hundreds of slow jobs while others idle. A
+    fixed size turns the adaptation off.
     """
 
     # Weight of the newest sample in the moving averages.
@@ -49,9 +53,14 @@ class PrefetchSizer:
         self._fixed = fixed
         self._job_seconds: float | None = None
         self._claim_seconds: float | None = None
-        self.size = (
-            fixed if fixed is not None else min(maximum, max(minimum, concurrency))
-        )
+        self.size = fixed if fixed is not None else minimum
+
+    def reset(self) -> None:
+        """Forget the measured times and go back to the `minimum` buffer."""
+        self._job_seconds = None
+        self._claim_seconds = None
+        if self._fixed is None:
+            self.size = self._minimum
 
     def job_finished(self, seconds: float) -> None:
         self._job_seconds = self._average(self._job_seconds, seconds)
@@ -169,6 +178,9 @@ class ClaimLoop:
                     await self._wait_for_jobs()
                 finally:
                     self.waiting_for_jobs = False
+                # The jobs that come next may be of another kind; measure
+                # them before claiming more than the free slots.
+                self._prefetch.reset()
 
     async def _wait_for_jobs(self) -> None:
         """Wait for a wakeup, a known due retry or the poll interval."""

@@ -57,7 +57,7 @@ class Worker:
     Up to `concurrency` handlers run at once, and up to `prefetch` more claimed
     jobs wait for a slot. Those waiting jobs hold a lease and are released,
     not run, when the worker stops. Without a fixed `prefetch`, the buffer
-    follows the measured job and claim times (see PrefetchSizer), between 1
+    follows the measured job and claim times (see PrefetchSizer), between 0
     and `claim_batch` jobs. Results are written in batches of up to
     `flush_size` jobs (`claim_batch` unless given). `wakeups` is awaited while
     the queues are empty; without it the worker polls every `poll_seconds`.
@@ -104,7 +104,7 @@ class Worker:
         self._claim_batch = claim_batch
         self._prefetch = PrefetchSizer(
             concurrency,
-            minimum=1,
+            minimum=0,
             maximum=claim_batch,
             fixed=None if prefetch is None else max(0, prefetch),
         )
