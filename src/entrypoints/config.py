@@ -68,6 +68,8 @@ class Settings:
     poll_seconds: float = 1.0
     concurrency: int = 10
     claim_batch: int = 500
+    # Jobs a worker claims beyond its free slots; None adapts to job times.
+    prefetch: int | None = None
     shutdown_grace_seconds: float = 30.0
     task_timeout_seconds: float = 600.0
     retry_base_seconds: float = 1.0
@@ -109,6 +111,11 @@ class Settings:
             poll_seconds=_float(env, "CONVEYOR_POLL_SECONDS", 1.0, 0.01, 3600),
             concurrency=_int(env, "CONVEYOR_CONCURRENCY", 10, 1, 10_000),
             claim_batch=_int(env, "CONVEYOR_CLAIM_BATCH", 500, 1, 10_000),
+            prefetch=(
+                _int(env, "CONVEYOR_PREFETCH", 0, 0, 10_000)
+                if env.get("CONVEYOR_PREFETCH", "").strip()
+                else None
+            ),
             shutdown_grace_seconds=_float(
                 env, "CONVEYOR_SHUTDOWN_GRACE_SECONDS", 30.0, 0, 86400
             ),

@@ -319,6 +319,7 @@ def test_killed_worker_job_finishes_elsewhere(
 def test_sigterm_lets_running_job_finish(
     client: httpx.Client, workers: Processes, queue: str
 ) -> None:
+    workers.env["CONVEYOR_PREFETCH"] = "1"
     worker, worker_id = start_worker(workers, queue, "worker", "--concurrency", "1")
     running = submit(client, task="sleep", payload={"seconds": 1.5}, queue=queue)
     wait_for_state(client, running["job_id"], "IN_PROGRESS", timeout=10)

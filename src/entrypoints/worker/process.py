@@ -71,6 +71,7 @@ async def run_worker(settings: Settings, container: Any) -> None:
         queues=settings.queues,
         concurrency=settings.concurrency,
         claim_batch=settings.claim_batch,
+        prefetch=settings.prefetch,
         poll_seconds=settings.poll_seconds,
         heartbeat_seconds=settings.heartbeat_seconds,
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
