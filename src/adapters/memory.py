@@ -24,6 +24,7 @@ from conveyor.application.ports import (
     QueueCounts,
     Submission,
 )
+from conveyor.domain.errors import IdempotencyConflict
 from conveyor.domain.job import (
     Attempt,
     AttemptOutcome,
@@ -49,7 +50,18 @@ class InMemoryJobRepository:
 
     async def add_many(self, new_jobs: Sequence[NewJob]) -> list[Submission]:
         async with self._lock:
+            for index, new_job in enumerate(new_jobs):
+                self._check_key(new_job, f"jobs[{index}].idempotency_key")
             return [self._add(new_job) for new_job in new_jobs]
+
+    def _check_key(self, new_job: NewJob, field: str) -> None:
+        """Raise IdempotencyConflict if another request holds the job's key."""
+        key = new_job.request.idempotency_key
+        if key is None or key not in self._by_key:
+            return
+        existing = self._jobs[self._by_key[key]]
+        if existing.fingerprint != new_job.fingerprint:
+            raise IdempotencyConflict(key, existing.id, field)
 
     def _add(self, new_job: NewJob) -> Submission:
         request = new_job.request

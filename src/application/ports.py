@@ -163,7 +163,11 @@ class JobRepository(Protocol):
         ...
 
     async def add_many(self, new_jobs: Sequence[NewJob]) -> list[Submission]:
-        """Insert many jobs in one round trip; results keep the input order."""
+        """Insert many jobs in one round trip; results keep the input order.
+
+        Raises IdempotencyConflict, and stores none of the jobs, when the key
+        of item N belongs to a job whose fingerprint differs from the item's.
+        """
         ...
 
     async def get(self, job_id: JobId) -> Job | None:

@@ -33,8 +33,9 @@ class SubmitJobs:
     async def submit_many(self, requests: Sequence[JobRequest]) -> list[Submission]:
         """Store many jobs in one round trip; each idempotency key acts per item.
 
-        A conflicting key raises IdempotencyConflict after the other items of
-        the batch were stored, so a client may retry the batch with the key fixed.
+        A key that holds a different request raises IdempotencyConflict, and
+        then no job of the batch is stored, so the client may send the batch
+        again with the key fixed.
         """
         if len(requests) > MAX_BATCH_SIZE:
             raise InvalidJobRequest(

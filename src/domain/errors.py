@@ -46,13 +46,22 @@ class IllegalTransition(ConveyorError):
 
 
 class IdempotencyConflict(ConveyorError):
-    def __init__(self, key: str, existing_job_id: int) -> None:
+    """A key that a job with a different request already holds.
+
+    `field` names the key in the request: `idempotency_key`, or
+    `jobs[N].idempotency_key` for item N of a batch.
+    """
+
+    def __init__(
+        self, key: str, existing_job_id: int, field: str = "idempotency_key"
+    ) -> None:
         super().__init__(
             f"idempotency key {key!r} was already used by job {existing_job_id} "
             "with a different request; use a new key or repeat the original request"
         )
         self.key = key
         self.existing_job_id = existing_job_id
+        self.field = field
 
 
 class LeaseLost(ConveyorError):

@@ -143,6 +143,26 @@ async def test_add_many_keeps_order_and_keys(services: Services) -> None:
     assert results[1].job.id == existing.id
 
 
+async def test_batch_with_reused_key_stores_nothing(services: Services) -> None:
+    existing = (
+        await services.submit.submit(JobRequest("echo", "first", idempotency_key="k"))
+    ).job
+
+    with pytest.raises(IdempotencyConflict) as caught:
+        await services.submit.submit_many(
+            [
+                JobRequest("echo", 1),
+                JobRequest("echo", 2, idempotency_key="new"),
+                JobRequest("echo", "changed", idempotency_key="k"),
+            ]
+        )
+
+    assert caught.value.field == "jobs[2].idempotency_key"
+    assert caught.value.existing_job_id == existing.id
+    page = await services.query.list_jobs(JobQuery(limit=100))
+    assert [job.id for job in page.jobs] == [existing.id]
+
+
 async def test_claim_moves_job_in_progress(
     services: Services, harness: StoreHarness
 ) -> None:

@@ -14,9 +14,9 @@ import asyncio
 import itertools
 import operator
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import msgspec
@@ -49,8 +49,11 @@ from conveyor.application.ports import (
     QueueCounts,
     Submission,
 )
+from conveyor.domain.errors import IdempotencyConflict
 from conveyor.domain.job import Job, JobId
 from conveyor.domain.states import JobState, check_transition
+
+T = TypeVar("T")
 
 _FAILURE_TARGETS = frozenset({JobState.FAILED, JobState.DEAD})
 _BIGINT_MAX = 2**63 - 1
@@ -90,14 +93,7 @@ class PostgresJobRepository:
     async def _execute(
         self, statement: DriverStatement, parameters: Mapping[str, Any] | None = None
     ) -> list[asyncpg.Record]:
-        """Run `statement` on a pooled driver connection and return its rows.
-
-        The connection does not go back to the pool at once: it waits as idle
-        until the event loop's next pass, so that the statements a caller runs
-        one after the other reuse it. Checking a connection out of the pool
-        runs SQLAlchemy's synchronous pool in a greenlet, which cost about a
-        third of the CPU time of a one-job submission.
-        """
+        """Run `statement` on a pooled driver connection and return its rows."""
         values = {"time_shift": self.time_shift, **(parameters or {})}
         arguments = statement.arguments(values)
         pooled, pool = await self._checkout()
@@ -110,16 +106,59 @@ class PostgresJobRepository:
                 statement.sql, *arguments
             )
         except BaseException as exc:
-            if isinstance(exc, Exception) and driver_connection.is_closed():
-                # SQLAlchemy does not see errors of the driver connection,
-                # so this invalidates the connection in the pool.
-                await greenlet_spawn(pooled.invalidate, exc)
-                await greenlet_spawn(pooled.close)
-                raise connection_lost(exc) from exc
-            await greenlet_spawn(pooled.close)
+            await self._give_back_after(pooled, driver_connection, exc)
             raise
         self._keep_idle(pooled, pool)
         return rows
+
+    async def _on_connection(
+        self, work: Callable[[asyncpg.Connection], Awaitable[T]]
+    ) -> T:
+        """Run `work` with one pooled driver connection, as _execute runs a statement.
+
+        The connection does not go back to the pool at once: it waits as idle
+        until the event loop's next pass, so that the statements a caller runs
+        one after the other reuse it. Checking a connection out of the pool
+        runs SQLAlchemy's synchronous pool in a greenlet, which cost about a
+        third of the CPU time of a one-job submission.
+        """
+        pooled, pool = await self._checkout()
+        driver_connection = pooled.driver_connection
+        assert isinstance(driver_connection, asyncpg.Connection)
+        try:
+            result = await work(driver_connection)
+        except BaseException as exc:
+            await self._give_back_after(pooled, driver_connection, exc)
+            raise
+        self._keep_idle(pooled, pool)
+        return result
+
+    async def _fetch_on(
+        self,
+        connection: asyncpg.Connection,
+        statement: DriverStatement,
+        parameters: Mapping[str, Any],
+    ) -> list[asyncpg.Record]:
+        values = {"time_shift": self.time_shift, **parameters}
+        rows: list[asyncpg.Record] = await connection.fetch(
+            statement.sql, *statement.arguments(values)
+        )
+        return rows
+
+    async def _give_back_after(
+        self,
+        pooled: PoolProxiedConnection,
+        driver_connection: asyncpg.Connection,
+        error: BaseException,
+    ) -> None:
+        """Return a connection to the pool after `error`; raise if it was lost."""
+        if isinstance(error, Exception) and driver_connection.is_closed():
+            # SQLAlchemy does not see errors of the driver connection,
+            # so this invalidates the connection in the pool.
+            await greenlet_spawn(pooled.invalidate, error)
+            await greenlet_spawn(pooled.close)
+            raise connection_lost(error) from error
+        await greenlet_spawn(pooled.close)
 
     async def _checkout(self) -> tuple[PoolProxiedConnection, Pool]:
         """Return an idle connection, or else one from the pool, with its pool."""
@@ -215,26 +254,64 @@ class PostgresJobRepository:
         if len(new_jobs) == 1:
             return [await self.add(new_jobs[0])]
         keyed = any(new_job.request.idempotency_key is not None for new_job in new_jobs)
-        statement = statements.INSERT_JOBS if keyed else statements.INSERT_UNKEYED_JOBS
         parameters = {"jobs": _insert_document(new_jobs)}
+        if not keyed:
+            [inserted] = await self._execute(statements.INSERT_UNKEYED_JOBS, parameters)
+            ids, _, run_ats, created_at = inserted
+            # Every array is NULL when no job was inserted.
+            return _new_submissions(new_jobs, ids, run_ats, created_at)
         for retry in range(_DEADLOCK_RETRIES + 1):
             try:
-                [inserted] = await self._execute(statement, parameters)
-                break
+                return await self._add_keyed(new_jobs, parameters)
             except asyncpg.DeadlockDetectedError:
                 # Two batches that hold the same new keys in different orders
                 # each wait for the other's uncommitted insert, and PostgreSQL
-                # aborts one of them. The statement is atomic, so it can run
-                # again; after the last retry the error becomes a 503.
+                # aborts one of them. The transaction is rolled back, so it
+                # can run again; after the last retry the error becomes a 503.
                 if retry == _DEADLOCK_RETRIES:
                     raise
-        ids, keys, run_ats, created_at = inserted
-        # Every array is NULL when no job was inserted.
-        if not keyed:
-            return _new_submissions(new_jobs, ids, run_ats, created_at)
-        return await self._match_submissions(
-            new_jobs, ids or [], keys or [], run_ats or [], created_at
-        )
+        raise AssertionError("unreachable")
+
+    async def _add_keyed(
+        self, new_jobs: Sequence[NewJob], parameters: Mapping[str, Any]
+    ) -> list[Submission]:
+        """Insert a batch with keys in one transaction, or nothing on a conflict.
+
+        The transaction commits only after every repeated key was found to
+        hold the same request, so a batch rejected for one reused key leaves
+        no job of it behind.
+        """
+
+        async def insert(connection: asyncpg.Connection) -> list[Submission]:
+            async with connection.transaction():
+                [inserted] = await self._fetch_on(
+                    connection, statements.INSERT_JOBS, parameters
+                )
+                ids, keys, run_ats, created_at = inserted
+                submissions = await self._match_submissions(
+                    new_jobs,
+                    ids or [],
+                    keys or [],
+                    run_ats or [],
+                    created_at,
+                    connection,
+                )
+                for index, (new_job, submission) in enumerate(
+                    zip(new_jobs, submissions, strict=True)
+                ):
+                    if submission.created:
+                        continue
+                    existing = submission.job
+                    if existing.fingerprint != new_job.fingerprint:
+                        assert existing.idempotency_key is not None
+                        raise IdempotencyConflict(
+                            existing.idempotency_key,
+                            existing.id,
+                            f"jobs[{index}].idempotency_key",
+                        )
+                return submissions
+
+        return await self._on_connection(insert)
 
     async def _match_submissions(
         self,
@@ -243,8 +320,13 @@ class PostgresJobRepository:
         keys: list[str | None],
         run_ats: list[datetime | None],
         created_at: datetime | None,
+        connection: asyncpg.Connection,
     ) -> list[Submission]:
         """Pair each request with its new job, or with the job holding its key.
+
+        `connection` is the one that inserted the jobs, inside its
+        transaction, so that it also finds a key that an earlier item of the
+        same batch inserted.
 
         Rows were inserted in input order, so the new jobs without a key,
         sorted by id, line up with the requests without a key.
@@ -267,7 +349,9 @@ class PostgresJobRepository:
             else:
                 matches.append(key)
 
-        existing = await self._find_by_keys([m for m in matches if isinstance(m, str)])
+        existing = await self._find_by_keys(
+            [m for m in matches if isinstance(m, str)], connection
+        )
         submissions: list[Submission] = []
         for match, new_job in zip(matches, new_jobs, strict=True):
             if isinstance(match, str):
@@ -282,14 +366,20 @@ class PostgresJobRepository:
                 )
         return submissions
 
-    async def _find_by_keys(self, keys: list[str]) -> dict[str, Job]:
+    async def _find_by_keys(
+        self, keys: list[str], connection: asyncpg.Connection | None = None
+    ) -> dict[str, Job]:
         if not keys:
             return {}
         # ON CONFLICT DO NOTHING waited for any transaction that was inserting
         # the same key, so the job holding it is committed and visible now.
-        rows = await self._execute(
-            statements.SELECT_BY_KEYS, {"idempotency_keys": keys}
-        )
+        parameters = {"idempotency_keys": keys}
+        if connection is None:
+            rows = await self._execute(statements.SELECT_BY_KEYS, parameters)
+        else:
+            rows = await self._fetch_on(
+                connection, statements.SELECT_BY_KEYS, parameters
+            )
         found = {row["idempotency_key"]: job_with_attempts(row) for row in rows}
         missing = set(keys) - found.keys()
         if missing:

@@ -6,9 +6,9 @@ together through SubmitJobs.submit_many: one INSERT statement and one commit
 for all of them. Each request gets the response of its own job only after
 that commit, as if it had been stored alone.
 
-Only requests without an idempotency key are joined. submit_many reports a
-reused key as one IdempotencyConflict for the whole call after storing the
-other jobs, so keyed requests still go through SubmitJobs.submit one by one.
+Only requests without an idempotency key are joined. submit_many rejects
+the whole call for one reused key, so keyed requests still go through
+SubmitJobs.submit one by one.
 Jobs without a key do not fail one at a time: the PostgreSQL store inserts
 them with one statement, which stores all of them or none, so an error is
 raised to every request of that call.

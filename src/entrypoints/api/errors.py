@@ -204,7 +204,7 @@ def _on_idempotency_conflict(
         request,
         HTTP_409_CONFLICT,
         str(exc),
-        field="idempotency_key",
+        field=exc.field,
         job_id=exc.existing_job_id,
     )
 
