@@ -239,6 +239,11 @@ def _api_url_option(function: F) -> F:
     return decorated
 
 
+def _reject_constant(name: str) -> object:
+    """Reject NaN and Infinity, which Python's json module reads but JSON lacks."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
 @main.command()
 @click.argument("task")
 @click.option("--payload", default="null", help="The job's payload as JSON.")
@@ -264,8 +269,10 @@ def submit(
 ) -> None:
     """Submit one job of TASK and print it as JSON."""
     try:
-        payload_value = json.loads(payload)
-    except json.JSONDecodeError as exc:
+        payload_value = json.loads(payload, parse_constant=_reject_constant)
+        # Encoding finds what decoding lets through: a lone surrogate.
+        json.dumps(payload_value, ensure_ascii=False).encode()
+    except (json.JSONDecodeError, ValueError) as exc:
         raise click.BadParameter(
             f"is not valid JSON: {exc}", param_hint="--payload"
         ) from None

@@ -92,6 +92,15 @@ def test_submit_rejects_bad_payload_json(runner: CliRunner) -> None:
     assert "--payload" in result.output
 
 
+@pytest.mark.parametrize("payload", ["NaN", "-Infinity", '"\\ud800"'])
+def test_submit_rejects_payload_json_lacks(runner: CliRunner, payload: str) -> None:
+    result = runner.invoke(main, ["submit", "echo", "--payload", payload])
+
+    assert result.exit_code == 2
+    assert "--payload" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
 def test_unreachable_api_is_clear(runner: CliRunner) -> None:
     url = f"http://127.0.0.1:{free_port()}"
 

@@ -503,6 +503,29 @@ async def test_context_variables_stay_with_their_job(harness: Harness) -> None:
     assert marker.get() is None
 
 
+async def test_sync_handler_context_stays_with_job(harness: Harness) -> None:
+    marker: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+        "sync_marker", default=None
+    )
+    seen: list[int | None] = []
+
+    def set_marker(payload: JsonValue) -> None:
+        seen.append(marker.get())
+        marker.set(payload if isinstance(payload, int) else None)
+
+    harness.registry.register(set_marker, "sync_marker")
+    first = await harness.submit("sync_marker", 1)
+    second = await harness.submit("sync_marker", 2)
+    worker = harness.worker(concurrency=1)
+    run = harness.start(worker)
+
+    await harness.until_state(first, JobState.COMPLETED, real_pause=0.01)
+    await harness.until_state(second, JobState.COMPLETED, real_pause=0.01)
+
+    assert seen == [None, None]
+    await harness.stop(worker, run)
+
+
 async def test_result_that_is_not_json_fails(harness: Harness) -> None:
     async def returns_object(payload: JsonValue) -> object:
         return object()

@@ -187,7 +187,10 @@ class TaskRunner:
             return await run_in_context(handler, context or contextvars.copy_context())
 
         call = functools.partial(spec.function, job.payload, **keywords)
-        future = self._executor.submit(call)
+        # The thread runs the handler in the job's context, as for an async
+        # handler; a pool thread keeps no context of its own between jobs.
+        job_context = context or contextvars.copy_context()
+        future = self._executor.submit(job_context.run, call)
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
