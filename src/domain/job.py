@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -88,6 +89,44 @@ def _check_name(field_name: str, value: str) -> None:
         _VALID_NAMES.add(value)
 
 
+_JSON_SCALARS = (str, int, bool, type(None))
+
+
+def _check_json(payload: object) -> None:
+    """Raise InvalidJobRequest unless `payload` is made of JSON values only.
+
+    Callers of the Python API pass any object. Without this check a set or a
+    tuple would be stored as a list, NaN as null, and a key that is not a
+    string converted, so the worker would receive another payload than the
+    one submitted.
+    """
+    if isinstance(payload, _JSON_SCALARS):
+        return
+    pending = [(payload, "payload")]
+    while pending:
+        value, path = pending.pop()
+        if isinstance(value, _JSON_SCALARS):
+            continue
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise InvalidJobRequest(path, f"{value} is not a JSON number")
+        elif isinstance(value, list):
+            pending.extend((item, f"{path}[{i}]") for i, item in enumerate(value))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise InvalidJobRequest(
+                        path, f"has the key {key!r}; JSON object keys are strings"
+                    )
+                pending.append((item, f"{path}.{key}"))
+        else:
+            raise InvalidJobRequest(
+                path,
+                f"is a {type(value).__name__}, which JSON cannot carry; use "
+                "null, true/false, numbers, strings, lists and string-keyed dicts",
+            )
+
+
 @dataclass(frozen=True, slots=True)
 class JobRequest:
     """A validated request to create a job.
@@ -108,6 +147,7 @@ class JobRequest:
     def __post_init__(self) -> None:
         _check_name("task", self.task)
         _check_name("queue", self.queue)
+        _check_json(self.payload)
         if isinstance(self.priority, bool) or not isinstance(self.priority, int):
             raise InvalidJobRequest("priority", "must be an integer")
         if not MIN_PRIORITY <= self.priority <= MAX_PRIORITY:
@@ -135,6 +175,10 @@ class JobRequest:
                 )
 
     def _check_schedule(self) -> None:
+        if self.run_at is not None and not isinstance(self.run_at, datetime):
+            raise InvalidJobRequest("run_at", "must be a datetime")
+        if self.delay is not None and not isinstance(self.delay, timedelta):
+            raise InvalidJobRequest("delay", "must be a timedelta")
         if self.run_at is not None and self.delay is not None:
             raise InvalidJobRequest("run_at", "give either run_at or delay, not both")
         if self.run_at is not None and self.run_at.utcoffset() is None:

@@ -39,6 +39,14 @@ NOW = datetime(2030, 1, 1, tzinfo=UTC)
         ),
         ({"idempotency_key": ""}, "idempotency_key", "must not be empty"),
         ({"idempotency_key": "k" * 256}, "idempotency_key", "the maximum is 255"),
+        ({"delay": 5}, "delay", "must be a timedelta"),
+        ({"run_at": "2030-01-01T00:00:00Z"}, "run_at", "must be a datetime"),
+        ({"payload": float("nan")}, "payload", "not a JSON number"),
+        ({"payload": {"x": [1, float("inf")]}}, "payload.x[1]", "not a JSON number"),
+        ({"payload": {1: "a"}}, "payload", "JSON object keys are strings"),
+        ({"payload": {"a", "b"}}, "payload", "is a set, which JSON cannot carry"),
+        ({"payload": (1, 2)}, "payload", "is a tuple"),
+        ({"payload": {"when": NOW}}, "payload.when", "is a datetime"),
     ],
 )
 def test_invalid_request_names_field(
@@ -52,6 +60,12 @@ def test_invalid_request_names_field(
     assert caught.value.field == field
     assert problem in caught.value.problem
     assert str(caught.value).startswith(f"{field}: ")
+
+
+def test_nested_json_payload_is_accepted() -> None:
+    payload = {"a": [1, 2.5, None, True, {"b": "c"}], "d": -3}
+
+    assert JobRequest("echo", payload).payload == payload
 
 
 def test_valid_request_keeps_fields() -> None:
