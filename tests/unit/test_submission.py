@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from conveyor.application.ports import Submission
 from conveyor.domain.job import Job, JobId
 from conveyor.domain.states import JobState
@@ -45,3 +47,22 @@ def test_submissions_compare_job_and_created() -> None:
     assert _Deferred(7) != Submission(_job(7), False)
     assert _Deferred(7) != Submission(_job(8), True)
     assert Submission(_job(7), True).job_id == 7
+
+
+def test_submission_without_builder_raises() -> None:
+    class _NoBuilder(Submission):
+        def __init__(self) -> None:
+            self._job = None
+            self.job_id = JobId(1)
+            self.created = True
+
+    with pytest.raises(NotImplementedError):
+        _ = _NoBuilder().job
+
+
+def test_submission_not_equal_to_other_types() -> None:
+    submission = Submission(_job(7), True)
+
+    assert submission != (submission.job, True)
+    assert repr(submission).startswith("Submission(job=Job(id=7")
+    assert repr(submission).endswith("created=True)")
