@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from conveyor.domain.job import JsonValue
 from conveyor.domain.states import JobState
 from tests.unit.test_worker import Harness, harness  # noqa: F401
@@ -62,4 +64,26 @@ async def test_slot_timeouts_after_failed_task_group(
     assert job.last_error is not None
     assert job.last_error.type == "TaskTimeout"
     await harness.until_state(third, JobState.COMPLETED, step=0.5, max_seconds=120)
+    await harness.stop(worker, run)
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, GeneratorExit, SystemExit])
+async def test_slot_survives_base_exception(
+    harness: Harness,  # noqa: F811
+    error: type[BaseException],
+) -> None:
+    async def raise_error(payload: JsonValue) -> JsonValue:
+        raise error("from the handler")
+
+    harness.registry.register(raise_error, "raise_error")
+    bad = await harness.submit("raise_error", max_attempts=1)
+    after = await harness.submit("echo", "after")
+    worker = harness.worker(concurrency=1)
+    run = harness.start(worker)
+
+    await harness.until_state(after, JobState.COMPLETED, step=0.5, max_seconds=120)
+    dead = await harness.job(bad)
+    assert dead.state is JobState.DEAD
+    assert dead.last_error is not None
+    assert dead.last_error.type == error.__name__
     await harness.stop(worker, run)

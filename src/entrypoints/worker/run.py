@@ -115,7 +115,12 @@ class TaskRunner:
             result = await self._call(spec, job, timeout, context)
         except TaskTimedOut as exc:
             return Failed(ErrorInfo(type="TaskTimeout", message=str(exc)))
-        except (Exception, SystemExit) as exc:
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            # SystemExit, KeyboardInterrupt or GeneratorExit raised by a
+            # handler ends its attempt, not the worker: the worker's own stop
+            # signals arrive through the event loop's signal handlers.
             return Failed(error_info(exc))
         return _as_json(result)
 
