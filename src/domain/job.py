@@ -8,7 +8,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import NewType, Union
 from uuid import UUID
 
@@ -28,6 +28,9 @@ MIN_PRIORITY = -32768
 MAX_PRIORITY = 32767
 MAX_ATTEMPTS_LIMIT = 1000
 MAX_DELAY = timedelta(days=365)
+# Earliest accepted run_at. The database driver stores the smallest datetime
+# as -infinity, and no real schedule lies before this.
+MIN_RUN_AT = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_NAME_LENGTH = 200
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 DEFAULT_QUEUE = "default"
@@ -184,6 +187,10 @@ class JobRequest:
         if self.run_at is not None and self.run_at.utcoffset() is None:
             raise InvalidJobRequest(
                 "run_at", "must include a UTC offset, for example 2030-01-01T00:00:00Z"
+            )
+        if self.run_at is not None and self.run_at < MIN_RUN_AT:
+            raise InvalidJobRequest(
+                "run_at", f"must be {MIN_RUN_AT.isoformat()} or later"
             )
         if self.delay is not None:
             if self.delay < timedelta(0):

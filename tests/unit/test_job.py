@@ -40,6 +40,11 @@ NOW = datetime(2030, 1, 1, tzinfo=UTC)
         ({"idempotency_key": ""}, "idempotency_key", "must not be empty"),
         ({"idempotency_key": "k" * 256}, "idempotency_key", "the maximum is 255"),
         ({"delay": 5}, "delay", "must be a timedelta"),
+        (
+            {"run_at": datetime(1, 1, 1, tzinfo=UTC)},
+            "run_at",
+            "must be 1970-01-01T00:00:00+00:00 or later",
+        ),
         ({"run_at": "2030-01-01T00:00:00Z"}, "run_at", "must be a datetime"),
         ({"payload": float("nan")}, "payload", "not a JSON number"),
         ({"payload": {"x": [1, float("inf")]}}, "payload.x[1]", "not a JSON number"),
