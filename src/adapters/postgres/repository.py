@@ -78,7 +78,7 @@ class PostgresJobRepository:
         self._engine = engine
         self.time_shift = time_shift
         # Connections checked out of the pool that are free to run the next
-        # statement, each with the pool it came from (see _execute).
+        # statement, each with the pool it came from (see _on_connection).
         self._idle: list[tuple[PoolProxiedConnection, Pool]] = []
         self._release_scheduled = False
         repository = weakref.ref(self)
@@ -94,27 +94,14 @@ class PostgresJobRepository:
         self, statement: DriverStatement, parameters: Mapping[str, Any] | None = None
     ) -> list[asyncpg.Record]:
         """Run `statement` on a pooled driver connection and return its rows."""
-        values = {"time_shift": self.time_shift, **(parameters or {})}
-        arguments = statement.arguments(values)
-        pooled, pool = await self._checkout()
-        # The pooled connection itself, without SQLAlchemy's Connection around
-        # it, which would cost more CPU time than the statement's own work.
-        driver_connection = pooled.driver_connection
-        assert isinstance(driver_connection, asyncpg.Connection)
-        try:
-            rows: list[asyncpg.Record] = await driver_connection.fetch(
-                statement.sql, *arguments
-            )
-        except BaseException as exc:
-            await self._give_back_after(pooled, driver_connection, exc)
-            raise
-        self._keep_idle(pooled, pool)
-        return rows
+        return await self._on_connection(
+            lambda connection: self._fetch_on(connection, statement, parameters or {})
+        )
 
     async def _on_connection(
         self, work: Callable[[asyncpg.Connection], Awaitable[T]]
     ) -> T:
-        """Run `work` with one pooled driver connection, as _execute runs a statement.
+        """Run `work` with one pooled driver connection and return its result.
 
         The connection does not go back to the pool at once: it waits as idle
         until the event loop's next pass, so that the statements a caller runs
@@ -123,6 +110,8 @@ class PostgresJobRepository:
         third of the CPU time of a one-job submission.
         """
         pooled, pool = await self._checkout()
+        # The pooled connection itself, without SQLAlchemy's Connection around
+        # it, which would cost more CPU time than the statement's own work.
         driver_connection = pooled.driver_connection
         assert isinstance(driver_connection, asyncpg.Connection)
         try:
@@ -151,7 +140,7 @@ class PostgresJobRepository:
         driver_connection: asyncpg.Connection,
         error: BaseException,
     ) -> None:
-        """Return a connection to the pool after `error`; raise if it was lost."""
+        """Return a connection to the pool after `error`, or raise StoreUnavailable if it closed."""
         if isinstance(error, Exception) and driver_connection.is_closed():
             # SQLAlchemy does not see errors of the driver connection,
             # so this invalidates the connection in the pool.
@@ -267,7 +256,7 @@ class PostgresJobRepository:
                 # Two batches that hold the same new keys in different orders
                 # each wait for the other's uncommitted insert, and PostgreSQL
                 # aborts one of them. The transaction is rolled back, so it
-                # can run again; after the last retry the error becomes a 503.
+                # can run again. After the last retry the error becomes a 503.
                 if retry == _DEADLOCK_RETRIES:
                     raise
         raise AssertionError("unreachable")
@@ -278,7 +267,7 @@ class PostgresJobRepository:
         """Insert a batch with keys in one transaction, or nothing on a conflict.
 
         The transaction commits only after every repeated key was found to
-        hold the same request, so a batch rejected for one reused key leaves
+        belong to the same request, so a batch rejected for one reused key leaves
         no job of it behind.
         """
 
