@@ -277,7 +277,10 @@ class BatchController(Controller):
         description=(
             "Each item may carry its own idempotency_key. The response lists the "
             "job id of each item in order, with status 201 (created) or 200 "
-            "(repeat). The request returns 201 if any job was created, else 200."
+            "(repeat). The request returns 201 if any job was created, else 200. "
+            "If an item's key belongs to a job with a different request, the "
+            "answer is 409 naming the item (jobs[N].idempotency_key) and no job "
+            "of the batch is stored."
         ),
     )
     async def submit_batch(
