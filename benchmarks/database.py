@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-# The server the benchmarks use unless told otherwise: the local PostgreSQL.
+# The server the benchmarks use by default: the local PostgreSQL.
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 _LABEL = re.compile(r"^[a-z][a-z0-9_]{0,30}$")

@@ -55,7 +55,7 @@ class InMemoryJobRepository:
             return [self._add(new_job) for new_job in new_jobs]
 
     def _check_key(self, new_job: NewJob, field: str) -> None:
-        """Raise IdempotencyConflict if another request holds the job's key."""
+        """Raise IdempotencyConflict if a different request already used the key."""
         key = new_job.request.idempotency_key
         if key is None or key not in self._by_key:
             return

@@ -33,8 +33,8 @@ class SubmitJobs:
     async def submit_many(self, requests: Sequence[JobRequest]) -> list[Submission]:
         """Store many jobs in one round trip; each idempotency key acts per item.
 
-        A key that holds a different request raises IdempotencyConflict, and
-        then no job of the batch is stored, so the client may send the batch
+        A key already used by a different request raises IdempotencyConflict,
+        and then no job of the batch is stored, so the client may send the batch
         again with the key fixed.
         """
         if len(requests) > MAX_BATCH_SIZE:

@@ -74,7 +74,7 @@ async def test_cancelling_outer_task_reaches_coroutine() -> None:
     assert cleaned_up.is_set()
 
 
-async def test_timeout_inside_coroutine_acts_on_awaiting_task() -> None:
+async def test_timeout_acts_on_awaiting_task() -> None:
     async def time_out() -> str:
         try:
             async with asyncio.timeout(0.01):
@@ -95,7 +95,7 @@ async def test_timeout_inside_coroutine_acts_on_awaiting_task() -> None:
     assert cancelling == 0
 
 
-async def test_coroutine_that_never_waits_runs_at_once() -> None:
+async def test_coroutine_without_waits_returns() -> None:
     async def add(a: int, b: int) -> int:
         return a + b
 

@@ -1,4 +1,4 @@
-"""A slot task survives whatever one job's handler does with cancellation."""
+"""A slot task survives whatever one job's handler raises."""
 
 from __future__ import annotations
 

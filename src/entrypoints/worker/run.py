@@ -89,7 +89,9 @@ class TaskRunner:
     async def run(
         self, held: HeldJob, context: contextvars.Context | None = None
     ) -> Outcome:
-        """Run the job's handler; a CancelledError from outside propagates.
+        """Run the job's handler and return its outcome.
+
+        A CancelledError from outside the handler (a shutdown) propagates.
 
         An async handler runs in `context` (a copy of the current context
         when None), so that context variables it sets stay with its job.
